@@ -1,0 +1,320 @@
+"""Train Easel's embedded default model from a seed and save it as a diffusers StableDiffusionPipeline.
+
+Stage 1 trains the VAE on drawn shapes; stage 2 freezes it and trains the text encoder and UNet jointly
+(v-prediction on a zero-terminal-SNR schedule, 10% empty prompts for classifier-free guidance, EMA of the UNet).
+Every batch is drawn from an RNG seeded by (seed, stage, step), so a run resumed from a checkpoint in `.train/`
+sees exactly the data and noise an uninterrupted run would have seen.
+
+    venv/bin/python cli/train_embedded.py --out models/Stable-diffusion/easel-shapes-v1
+    venv/bin/python cli/train_embedded.py --out models/Stable-diffusion/easel-shapes-v1 --export-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from modules.models.embedded import architecture, shapes  # noqa: E402
+from modules.models.embedded.tokenizer import write_tokenizer  # noqa: E402
+
+DEFAULT_OUT = REPO_ROOT / "models" / "Stable-diffusion" / "easel-shapes-v1"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="pipeline folder to write")
+    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".train" / "easel-shapes-v1",
+                        help="checkpoints and logs (gitignored)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vae-steps", type=int, default=500)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--kl-weight", type=float, default=1e-5)
+    parser.add_argument("--steps", type=int, default=7000, help="text encoder + UNet steps")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--dropout", type=float, default=0.1, help="share of empty prompts (for CFG)")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint and stop")
+    parser.add_argument("--stop-after", type=int, default=0, help="stop stage 2 at this step (0: run to the end)")
+    return parser.parse_args(argv)
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.05) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_rng(seed: int, stage: int, step: int) -> tuple[random.Random, torch.Generator]:
+    """Data and noise for one step depend only on (seed, stage, step): resuming reproduces them exactly."""
+    key = (seed * 1_000_003 + stage) * 10_000_019 + step
+    return random.Random(key), torch.Generator().manual_seed(key % (2**63))
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def read_state(work: Path) -> dict[str, Any]:
+    path = work / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_state(work: Path, state: dict[str, Any]) -> None:
+    tmp = work / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(work / "state.json")
+
+
+def log(work: Path, message: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {message}"
+    tqdm.write(line)
+    with (work / "train.log").open("a") as handle:
+        handle.write(line + "\n")
+
+
+# ---------------------------------------------------------------- stage 1: VAE
+
+
+def train_vae(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> None:
+    torch.manual_seed(args.seed)
+    vae = architecture.build_vae()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    start = state.get("vae_step", 0)
+    if start >= args.vae_steps and (work / "vae.safetensors").exists():
+        return
+    if start > 0:
+        vae.load_state_dict(load_file(str(work / "vae_ckpt.safetensors")))
+        optimizer.load_state_dict(torch.load(work / "vae_opt.pt", weights_only=True))
+    vae.train()
+    bar = tqdm(range(start, args.vae_steps), desc="vae", initial=start, total=args.vae_steps, mininterval=20)
+    began = time.time()
+    for step in bar:
+        rng, gen = step_rng(args.seed, 1, step)
+        _, images = shapes.random_batch(rng, args.vae_batch)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.vae_steps, args.vae_lr, 50)
+        posterior = vae.encode(images).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(latents).sample
+        rec_loss = F.mse_loss(recon, images) + F.l1_loss(recon, images)
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        loss = rec_loss + args.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.2f}", refresh=False)
+        done = step + 1
+        if done % args.checkpoint_every == 0 or done == args.vae_steps:
+            atomic_save(vae.state_dict(), work / "vae_ckpt.safetensors")
+            atomic_torch_save(optimizer.state_dict(), work / "vae_opt.pt")
+            state["vae_step"] = done
+            state["vae_seconds"] = state.get("vae_seconds", 0.0) + time.time() - began
+            began = time.time()
+            write_state(work, state)
+            log(work, f"vae step {done} rec {rec_loss.item():.4f} kl {kl.item():.3f}")
+    # The latent scale that gives the diffusion model unit-variance inputs, measured on fresh drawings.
+    vae.eval()
+    with torch.no_grad():
+        rng, gen = step_rng(args.seed, 3, 0)
+        _, images = shapes.random_batch(rng, 256)
+        std = vae.encode(images).latent_dist.sample(generator=gen).std().item()
+    vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+    atomic_save(vae.state_dict(), work / "vae.safetensors")
+    (work / "vae_config.json").write_text(json.dumps(dict(vae.config), indent=2, default=str))
+    state["vae_scaling_factor"] = round(1.0 / std, 5)
+    write_state(work, state)
+    log(work, f"vae done, latent std {std:.4f}")
+
+
+def load_trained_vae(work: Path, state: dict[str, Any]) -> Any:
+    vae = architecture.build_vae()
+    vae.load_state_dict(load_file(str(work / "vae.safetensors")))
+    vae.register_to_config(scaling_factor=state["vae_scaling_factor"])
+    vae.eval().requires_grad_(False)
+    return vae
+
+
+# ---------------------------------------------------------------- stage 2: text encoder + UNet
+
+
+def load_tokenizer(work: Path) -> Any:
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(write_tokenizer(work / "tokenizer")))
+
+
+def build_text_encoder(tokenizer: Any) -> Any:
+    return architecture.build_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+
+
+def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> None:
+    vae = load_trained_vae(work, state)
+    scale = vae.config.scaling_factor
+    tokenizer = load_tokenizer(work)
+    torch.manual_seed(args.seed + 1)
+    text_encoder = build_text_encoder(tokenizer)
+    unet = architecture.build_unet()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    scheduler = architecture.build_training_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    start = state.get("step", 0)
+    if start > 0:
+        unet.load_state_dict(load_file(str(work / "unet_ckpt.safetensors")))
+        ema.load_state_dict(load_file(str(work / "unet_ema.safetensors")))
+        text_encoder.load_state_dict(load_file(str(work / "text_encoder.safetensors")))
+        optimizer.load_state_dict(torch.load(work / "opt.pt", weights_only=True))
+    unet.train()
+    text_encoder.train()
+    ids_cache: dict[str, torch.Tensor] = {}
+
+    def encode_ids(prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in ids_cache]
+        if missing:
+            ids = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt").input_ids
+            ids_cache.update(zip(missing, ids))
+        return torch.stack([ids_cache[p] for p in prompts])
+
+    alphas = scheduler.alphas_cumprod
+    end = args.steps if args.stop_after <= 0 else min(args.steps, args.stop_after)
+    bar = tqdm(range(start, end), desc="unet", initial=start, total=args.steps, mininterval=20)
+    began = time.time()
+    running = 0.0
+    for step in bar:
+        rng, gen = step_rng(args.seed, 2, step)
+        specs, images = shapes.random_batch(rng, args.batch)
+        prompts = ["" if rng.random() < args.dropout else shapes.prompt_for(s) for s in specs]
+        with torch.no_grad():
+            posterior = vae.encode(images).latent_dist
+            latents = (posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)) * scale
+        noise = torch.randn(latents.shape, generator=gen)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=gen)
+        a = alphas[timesteps].sqrt().view(-1, 1, 1, 1)
+        s = (1 - alphas[timesteps]).sqrt().view(-1, 1, 1, 1)
+        noisy = a * latents + s * noise
+        target = a * noise - s * latents  # v-prediction
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
+        hidden = text_encoder(encode_ids(prompts))[0]
+        pred = unet(noisy, timesteps, hidden).sample
+        loss = F.mse_loss(pred, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        decay = min(args.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema_param, param in zip(ema.parameters(), unet.parameters()):
+                ema_param.lerp_(param, 1 - decay)
+        running = 0.98 * running + 0.02 * loss.item() if step > start else loss.item()
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+        done = step + 1
+        if done % args.checkpoint_every == 0 or done == end:
+            atomic_save(unet.state_dict(), work / "unet_ckpt.safetensors")
+            atomic_save(ema.state_dict(), work / "unet_ema.safetensors")
+            atomic_save(text_encoder.state_dict(), work / "text_encoder.safetensors")
+            atomic_torch_save(optimizer.state_dict(), work / "opt.pt")
+            state["step"] = done
+            state["unet_seconds"] = state.get("unet_seconds", 0.0) + time.time() - began
+            began = time.time()
+            write_state(work, state)
+            log(work, f"unet step {done} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
+    """Assemble the latest checkpoint (EMA UNet) into a StableDiffusionPipeline folder."""
+    from diffusers import StableDiffusionPipeline
+
+    vae = load_trained_vae(work, state)
+    tokenizer = load_tokenizer(work)
+    text_encoder = build_text_encoder(tokenizer)
+    text_encoder.load_state_dict(load_file(str(work / "text_encoder.safetensors")))
+    unet = architecture.build_unet()
+    unet.load_state_dict(load_file(str(work / "unet_ema.safetensors")))
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        unet=unet.eval(),
+        scheduler=architecture.build_inference_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    # Ship the CLIP-format files our builder writes (vocab.json + merges.txt), the layout SD checkpoints have,
+    # as the tokenizer's single source of truth.
+    (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
+    write_tokenizer(out / "tokenizer")
+    meta = {
+        "seed": args.seed,
+        "vae_steps": state.get("vae_step", 0),
+        "unet_steps": state.get("step", 0),
+        "planned_unet_steps": args.steps,
+        "batch": args.batch,
+        "vae_seconds": round(state.get("vae_seconds", 0.0)),
+        "unet_seconds": round(state.get("unet_seconds", 0.0)),
+    }
+    (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log(work, f"exported step {meta['unet_steps']} to {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    state = read_state(work)
+    if not args.export_only:
+        state.setdefault("args", {k: str(v) for k, v in vars(args).items()})
+        train_vae(args, work, state)
+        state = read_state(work)
+        train_diffusion(args, work, state)
+        state = read_state(work)
+    if state.get("step", 0) == 0:
+        print("no UNet checkpoint to export yet", file=sys.stderr)
+        return 1
+    export(args, work, state)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

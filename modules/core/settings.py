@@ -1,0 +1,255 @@
+"""One typed settings object: launch flags, environment and ``config.json`` merged once at start-up.
+
+* :class:`CmdFlags` holds what is fixed for the life of the process (A1111/SD.Next flag names). Precedence:
+  command line > environment (``EASEL_<NAME>``) > defaults. Nothing parses argv at import time.
+* :class:`Options` holds what a user changes at run time (A1111 option keys, so ``/sdapi/v1/options`` clients
+  work unchanged). It is stored in ``<data-dir>/config.json``, written atomically; a corrupt file is moved aside
+  and reported, never silently lost. Unknown keys that clients send are kept (not dropped, not nulled).
+* :class:`Settings` ties both to their files and is the object the composition root hands around.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modules.core.atomic import atomic_write_json
+from modules.core.errors import UserInputError
+from modules.core.paths import REPO_ROOT, DataPaths, ModelPaths
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_ONLY_FLAGS = ("skip_install", "reinstall", "test", "use_directml")
+
+
+class CmdFlags(BaseSettings):
+    """Launch flags. Field names are the A1111/SD.Next flag names with dashes turned into underscores."""
+
+    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="forbid", frozen=True)
+
+    port: int | None = Field(None, ge=1, le=65535, description="Port (7860; 7861 with --nowebui)")
+    listen: bool = Field(False, description="Bind 0.0.0.0 instead of 127.0.0.1")
+    data_dir: Path = Field(REPO_ROOT / "data", description="Config, outputs and queue state")
+    models_dir: Path = Field(REPO_ROOT / "models", description="Checkpoints, VAE, LoRA, embeddings, upscalers")
+    ckpt: str | None = Field(None, description="Checkpoint to load at start (title, name or path)")
+    nowebui: bool = Field(False, description="Serve the API only, without the browser UI")
+    use_cpu: bool = Field(False, description="Run on the CPU even if an accelerator is present")
+    device_id: int | None = Field(None, ge=0, description="Index of the accelerator to use")
+    precision: Literal["autocast", "full", "half", "bf16"] = Field("autocast", description="Compute precision")
+    no_half: bool = Field(False, description="Keep the model in fp32")
+    no_half_vae: bool = Field(False, description="Keep the VAE in fp32")
+    lowvram: bool = Field(False, description="Sequential offload: least memory, slowest")
+    medvram: bool = Field(False, description="Model CPU offload: less memory, a little slower")
+    auth: str | None = Field(None, description="user:pass[,user:pass] for every route, UI and API")
+    api_auth: str | None = Field(None, description="user:pass[,user:pass] for the API routes")
+    allow_pickle: bool = Field(False, description="Allow loading pickle (.ckpt/.pt/.pth) weights")
+    api_server_stop: bool = Field(False, description="Enable server-stop/-restart/-kill API routes")
+    cors_allow_origins: str | None = Field(None, description="Comma-separated CORS origins")
+    cors_allow_origins_regex: str | None = Field(None, description="CORS origin regex")
+    allow_extension_install: bool = Field(False, description="Run extensions' install.py (explicit consent)")
+    api_log: bool = Field(False, description="Log every API request")
+    max_request_mb: int = Field(64, ge=1, description="Largest accepted request body, in MiB")
+    skip_install: bool = Field(False, description="Launcher: skip the dependency check")
+    reinstall: bool = Field(False, description="Launcher: reinstall requirements")
+    test: bool = Field(False, description="Launcher: run the test suite")
+    use_directml: bool = Field(False, description="Launcher: install torch-directml")
+
+    @property
+    def host(self) -> str:
+        return "0.0.0.0" if self.listen else "127.0.0.1"
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 7861 if self.nowebui else 7860
+
+
+_FLAG_ALIASES = {"api_only": "nowebui"}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """An argparse parser generated from :class:`CmdFlags`, so a flag is declared exactly once."""
+    parser = argparse.ArgumentParser(prog="easel", description="Easel: a local diffusion web UI and REST API")
+    for name, field in CmdFlags.model_fields.items():
+        option = "--" + name.replace("_", "-")
+        aliases = [("--" + alias.replace("_", "-")) for alias, target in _FLAG_ALIASES.items() if target == name]
+        help_text = field.description or ""
+        if field.annotation is bool:
+            parser.add_argument(option, *aliases, dest=name, action="store_true", default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(option, *aliases, dest=name, default=argparse.SUPPRESS, help=help_text)
+    return parser
+
+
+def parse_cmd_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> CmdFlags:
+    """Parse ``argv`` (unknown flags are an error naming them) and merge the environment and defaults."""
+    parser = build_arg_parser()
+    namespace, unknown = parser.parse_known_args(list(argv or []))
+    if unknown:
+        raise SystemExit(f"easel: unknown flag(s): {' '.join(unknown)} (see --help for the list)")
+    given = vars(namespace)
+    if environ is not None:
+        env_values = {
+            name: environ[f"EASEL_{name.upper()}"]
+            for name in CmdFlags.model_fields
+            if f"EASEL_{name.upper()}" in environ and name not in given
+        }
+        given = {**env_values, **given}
+        return CmdFlags.model_validate(given)
+    return CmdFlags(**given)
+
+
+class Options(BaseModel):
+    """Run-time options with A1111 keys and defaults. ``section`` groups them in the UI's settings page."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    # Model
+    sd_model_checkpoint: str | None = Field(None, json_schema_extra={"section": "Model"})
+    sd_vae: str = Field("Automatic", json_schema_extra={"section": "Model"})
+    CLIP_stop_at_last_layers: int = Field(1, ge=1, le=12, json_schema_extra={"section": "Model"})
+    sd_checkpoint_cache: int = Field(0, ge=0, le=10, json_schema_extra={"section": "Model"})
+    sd_checkpoints_limit: int = Field(1, ge=1, le=10, json_schema_extra={"section": "Model"})
+    emphasis: Literal["Original", "No norm", "None", "Ignore"] = Field(
+        "Original", json_schema_extra={"section": "Model"})
+    # Sampling
+    eta_noise_seed_delta: int = Field(0, ge=0, json_schema_extra={"section": "Sampling"})
+    eta_ddim: float = Field(0.0, ge=0.0, le=1.0, json_schema_extra={"section": "Sampling"})
+    eta_ancestral: float = Field(1.0, ge=0.0, le=1.0, json_schema_extra={"section": "Sampling"})
+    randn_source: Literal["CPU", "GPU"] = Field("CPU", json_schema_extra={"section": "Sampling"})
+    # Saving
+    samples_save: bool = Field(True, json_schema_extra={"section": "Saving images"})
+    samples_format: Literal["png", "jpg", "jpeg", "webp"] = Field("png", json_schema_extra={"section": "Saving images"})
+    jpeg_quality: int = Field(80, ge=1, le=100, json_schema_extra={"section": "Saving images"})
+    grid_save: bool = Field(True, json_schema_extra={"section": "Saving images"})
+    grid_format: Literal["png", "jpg", "jpeg", "webp"] = Field("png", json_schema_extra={"section": "Saving images"})
+    enable_pnginfo: bool = Field(True, json_schema_extra={"section": "Saving images"})
+    save_to_dirs: bool = Field(True, json_schema_extra={"section": "Saving images"})
+    directories_filename_pattern: str = Field("[date]", json_schema_extra={"section": "Saving images"})
+    samples_filename_pattern: str = Field("[seed]-[prompt_spaces]", json_schema_extra={"section": "Saving images"})
+    outdir_samples: str = Field("", json_schema_extra={"section": "Paths"})
+    outdir_txt2img_samples: str = Field("", json_schema_extra={"section": "Paths"})
+    outdir_img2img_samples: str = Field("", json_schema_extra={"section": "Paths"})
+    outdir_extras_samples: str = Field("", json_schema_extra={"section": "Paths"})
+    outdir_grids: str = Field("", json_schema_extra={"section": "Paths"})
+    add_model_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_model_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    # Live previews
+    live_previews_enable: bool = Field(True, json_schema_extra={"section": "Live previews"})
+    show_progress_every_n_steps: int = Field(5, ge=-1, le=100, json_schema_extra={"section": "Live previews"})
+    live_preview_content: Literal["Prompt", "Negative prompt", "Combined"] = Field(
+        "Prompt", json_schema_extra={"section": "Live previews"})
+    # Post-processing
+    face_restoration_model: str | None = Field(None, json_schema_extra={"section": "Postprocessing"})
+    upscaler_for_img2img: str | None = Field(None, json_schema_extra={"section": "Postprocessing"})
+    img2img_color_correction: bool = Field(False, json_schema_extra={"section": "Postprocessing"})
+    # Execution
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = Field(
+        "torch", json_schema_extra={"section": "Execution"})
+    cross_attention_optimization: str = Field("Automatic", json_schema_extra={"section": "Execution"})
+    # Extensions and UI
+    disabled_extensions: list[str] = Field(default_factory=list, json_schema_extra={"section": "Extensions"})
+    quicksettings_list: list[str] = Field(
+        default_factory=lambda: ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
+        json_schema_extra={"section": "User interface"})
+    # Jobs
+    job_retention_count: int = Field(200, ge=1, json_schema_extra={"section": "Jobs"})
+
+    @field_validator("samples_format", "grid_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def sections(cls) -> dict[str, list[str]]:
+        """Option keys grouped by their section, in declaration order (drives the UI settings page)."""
+        grouped: dict[str, list[str]] = {}
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            grouped.setdefault(str(extra.get("section", "Other")), []).append(name)
+        return grouped
+
+
+def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Options:
+    """Return a new :class:`Options` with ``changes`` applied, or raise a 422 naming the bad key.
+
+    ``None`` for an unknown key is refused rather than stored (clients that send nulls must not poison the
+    config); ``None`` for a known key that does not accept it is refused by pydantic with the key's name.
+    """
+    merged = current.model_dump()
+    for key, value in changes.items():
+        if key not in Options.model_fields and value is None:
+            raise UserInputError(key, "unknown option; null is not stored")
+        merged[key] = value
+    try:
+        return Options.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ())) or "options"
+        raise UserInputError(field, first.get("msg", "invalid value")) from exc
+
+
+class Settings:
+    """Flags + options + where they live. Options changes are saved atomically under a lock."""
+
+    def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None) -> None:
+        self.flags = flags
+        self._options = options
+        self._lock = threading.Lock()
+        self.data_paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
+        self.model_paths = ModelPaths(Path(flags.models_dir).expanduser().resolve())
+        self.load_warnings: list[str] = list(load_warnings or [])
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    @classmethod
+    def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        flags = parse_cmd_flags(argv, environ)
+        paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
+        options, warnings = load_options(paths.config_file)
+        if flags.ckpt:
+            options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
+        return cls(flags, options, warnings)
+
+    def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
+        """Validate and apply ``changes``; persist them atomically when ``save``."""
+        with self._lock:
+            updated = validate_option_changes(self._options, changes)
+            self._options = updated
+            if save:
+                self.save()
+            return updated
+
+    def save(self) -> None:
+        atomic_write_json(self.data_paths.config_file, self._options.model_dump(mode="json"))
+
+
+def load_options(config_file: Path) -> tuple[Options, list[str]]:
+    """Read ``config.json``. A corrupt or invalid file is moved aside (never deleted) and defaults are used."""
+    if not config_file.exists():
+        return Options(), []
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("config.json must hold a JSON object")
+        cleaned = {key: value for key, value in raw.items() if not (key not in Options.model_fields and value is None)}
+        return Options.model_validate(cleaned), []
+    except (ValueError, ValidationError) as exc:
+        aside = config_file.with_name(f"config.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        config_file.replace(aside)
+        message = f"{config_file} could not be read ({exc.__class__.__name__}: {exc}); kept as {aside.name}"
+        log.warning(message)
+        return Options(), [message]

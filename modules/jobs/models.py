@@ -1,0 +1,133 @@
+"""The job model: what a queued unit of work is, the events it emits, and the live progress view.
+
+``Job`` is an immutable snapshot (a frozen pydantic model) so that it can be handed across threads and
+serialised by the API as is; the queue builds a fresh snapshot whenever state changes instead of mutating one.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modules.core.errors import UserInputError
+
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-()]{1,64}$")
+"""Client-chosen ids (A1111's ``force_task_id``, e.g. ``task(abc123)``) must match this."""
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for the three terminal states: the job will never change again."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+FINISHED_STATUSES: frozenset[JobStatus] = _FINISHED
+
+
+class Job(BaseModel):
+    """Snapshot of one job. ``seq`` is the FIFO order: assigned by the store at submission, never reused."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    seq: int
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    source: str = "api"
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float = 0.0
+    step: int = 0
+    total_steps: int = 0
+    batch_no: int = 0
+    batch_count: int = 1
+    eta_seconds: float | None = None
+    textinfo: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def validate_job_id(job_id: str, *, field: str = "job_id") -> str:
+    """Check the format of a client-chosen id; uniqueness is checked by the store at insert time."""
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        raise UserInputError(field, "must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '(' and ')'")
+    return job_id
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One message to a subscriber of a job (the SSE stream of ``/sdapi/v2/jobs/{id}/events``).
+
+    ``index`` numbers the events of one job from 0 so that a client can tell the order and notice drops
+    (a slow subscriber loses intermediate progress events, never the final one). ``preview`` is whatever
+    the runner reported (a PIL image from processing); the API encodes it. ``job`` is set on the final event
+    (``final=True``) and carries the finished snapshot with result or error.
+    """
+
+    job_id: str
+    index: int
+    status: JobStatus
+    progress: float
+    step: int
+    total_steps: int
+    batch_no: int
+    batch_count: int
+    eta_seconds: float | None
+    textinfo: str | None = None
+    preview: Any | None = None
+    final: bool = False
+    job: Job | None = None
+
+
+@dataclass(slots=True)
+class ProgressSnapshot:
+    """What ``/sdapi/v1/progress`` and ``/internal/progress`` need, replaced whole on every update.
+
+    The queue swaps in a new instance (an atomic attribute store) and never mutates one it has published, so
+    readers never lock; treat it as read-only. (Not ``frozen``: a frozen dataclass costs ~10x more to build,
+    and one is built on every sampler step.)
+    ``batch_no``/``batch_count`` are A1111's ``job_no``/``job_count`` (iterations of the current job);
+    ``pending_count`` is the number of queued jobs behind the running one. ``preview_id`` increases whenever a
+    new preview image arrives (the UI's ``id_live_preview``).
+    """
+
+    job_id: str | None = None
+    kind: str | None = None
+    active: bool = False
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    step: int = 0
+    total_steps: int = 0
+    batch_no: int = 0
+    batch_count: int = 0
+    textinfo: str | None = None
+    preview: Any | None = None
+    preview_id: int = 0
+    started_at: float | None = None
+    pending_count: int = 0
+    interrupted: bool = False
+    skipped: bool = False
+    cancelling: bool = False

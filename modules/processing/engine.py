@@ -1,0 +1,258 @@
+"""The denoising loop, over a diffusers pipeline's components.
+
+Why Easel runs its own loop instead of calling ``pipe(...)``: A1111 features need control *inside* the loop -
+prompt editing that changes the conditioning at a given step, composable ``AND`` prompts with weights, the CFG
+callbacks extension scripts rely on (``on_cfg_denoiser``/``denoised``/``after_cfg``), interrupt and skip within
+one step, live previews, and A1111-style inpainting with any model. The loop is written to perform exactly the
+operations of diffusers' ``StableDiffusionPipeline.__call__`` in the same order (scale input, UNet, CFG,
+``scheduler.step``, VAE decode, postprocess), so a plain txt2img is pixel-identical to ``pipe()`` - a test
+guards that. Everything else (components, schedulers, VAE, image processing) is diffusers'.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from modules.core.errors import JobCancelled
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning of one batch: hidden states, and for SDXL-type UNets the pooled embedding."""
+
+    embeds: torch.Tensor  # (batch, tokens, dim)
+    pooled: torch.Tensor | None = None  # (batch, dim) for SDXL
+
+
+CondSchedule = Callable[[int], Conditioning]
+"""Conditioning as a function of the sampling step (prompt editing and alternation change it mid-run)."""
+
+
+@dataclass
+class DenoiseState:
+    """What the CFG hooks see and may change at one step (mirrors A1111's CFGDenoiserParams fields)."""
+
+    step: int
+    total_steps: int
+    timestep: torch.Tensor
+    latents: torch.Tensor
+    latent_input: torch.Tensor
+    cond: list[torch.Tensor]
+    uncond: torch.Tensor | None
+    noise_pred: torch.Tensor | None = None
+    noise_pred_uncond: torch.Tensor | None = None
+    noise_pred_conds: list[torch.Tensor] = field(default_factory=list)
+
+
+class DenoiseHooks(Protocol):
+    def before_unet(self, state: DenoiseState) -> None: ...
+
+    def after_unet(self, state: DenoiseState) -> None: ...
+
+    def after_cfg(self, state: DenoiseState) -> None: ...
+
+
+@dataclass
+class StepControl:
+    """How the loop reports progress and learns about cancel/skip; supplied by the job runner."""
+
+    on_step: Callable[[int, int, torch.Tensor], None] = lambda step, total, latents: None
+    should_stop: Callable[[], bool] = lambda: False
+    consume_skip: Callable[[], bool] = lambda: False
+
+
+class SkipImage(Exception):
+    """The user asked to skip the current batch; the loop stops and the batch is dropped."""
+
+
+@dataclass
+class InpaintSetup:
+    """Masked denoising. ``mask`` is 1 where new content goes, at latent resolution (batch, 1, h, w)."""
+
+    mask: torch.Tensor
+    init_latents: torch.Tensor  # clean latents of the init image
+    noise: torch.Tensor  # the noise used to noise init_latents at each step
+    masked_image_latents: torch.Tensor | None = None  # for 9-channel inpainting UNets
+
+
+@dataclass
+class DenoiseRequest:
+    latents: torch.Tensor
+    timesteps: Sequence[torch.Tensor]
+    uncond: CondSchedule | None
+    conds: list[tuple[CondSchedule, float]]
+    cfg_scale: float
+    generators: list[torch.Generator]
+    eta: float | None = None
+    added_time_ids: torch.Tensor | None = None  # SDXL size/crop conditioning, (batch, 6)
+    inpaint: InpaintSetup | None = None
+    unet_kwargs: Callable[[int, torch.Tensor, torch.Tensor], dict[str, Any]] | None = None  # ControlNet residuals
+    hooks: Sequence[DenoiseHooks] = ()
+    control: StepControl = field(default_factory=StepControl)
+    steps_for_report: int | None = None
+
+
+def do_cfg(unet: Any, cfg_scale: float) -> bool:
+    """diffusers' rule: classifier-free guidance runs when the scale exceeds 1 and the UNet is not distilled."""
+    return cfg_scale > 1.0 and getattr(unet.config, "time_cond_proj_dim", None) is None
+
+
+def extra_step_kwargs(scheduler: Any, generators: list[torch.Generator], eta: float | None) -> dict[str, Any]:
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0 if eta is None else eta
+    if "generator" in accepted:
+        kwargs["generator"] = generators[0] if len(generators) == 1 else generators
+    return kwargs
+
+
+def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
+    """Run the sampler over ``request.timesteps`` and return the final latents."""
+    latents = request.latents
+    guidance = do_cfg(unet, request.cfg_scale)
+    step_kwargs = extra_step_kwargs(scheduler, request.generators, request.eta)
+    timesteps = list(request.timesteps)
+    order = getattr(scheduler, "order", 1)
+    total = request.steps_for_report or max(1, len(timesteps) // order)
+    batch = latents.shape[0]
+    inpaint = request.inpaint
+    last_key: tuple[int, ...] | None = None
+    embeds: torch.Tensor | None = None
+    added: dict[str, torch.Tensor] | None = None
+    cond_parts: list[torch.Tensor] = []
+    uncond_part: torch.Tensor | None = None
+    weights = [weight for _, weight in request.conds]
+    for index, t in enumerate(timesteps):
+        if request.control.should_stop():
+            raise JobCancelled()
+        if request.control.consume_skip():
+            raise SkipImage()
+        sampling_step = index // order
+        key, parts = _conditioning_at(request, sampling_step, guidance)
+        if key != last_key:
+            uncond_part = parts[0] if guidance else None
+            cond_parts = [part.embeds for part in (parts[1:] if guidance else parts)]
+            embeds = torch.cat([part.embeds for part in parts]) if len(parts) > 1 else parts[0].embeds
+            added = _added_cond_kwargs(parts, request.added_time_ids, guidance)
+            last_key = key
+        assert embeds is not None
+        copies = len(cond_parts) + (1 if guidance else 0)
+        latent_input = torch.cat([latents] * copies) if copies > 1 else latents
+        latent_input = scheduler.scale_model_input(latent_input, t)
+        if inpaint is not None and inpaint.masked_image_latents is not None:
+            extra = torch.cat([inpaint.mask, inpaint.masked_image_latents], dim=1)
+            latent_input = torch.cat([latent_input, torch.cat([extra] * copies)], dim=1)
+        state = DenoiseState(sampling_step, total, t, latents, latent_input, cond_parts,
+                             uncond_part.embeds if uncond_part is not None else None)
+        for hook in request.hooks:
+            hook.before_unet(state)
+        unet_extra = request.unet_kwargs(index, state.latent_input, embeds) if request.unet_kwargs else {}
+        noise_pred = unet(state.latent_input, t, encoder_hidden_states=embeds, timestep_cond=None,
+                          cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False, **unet_extra)[0]
+        state.noise_pred = noise_pred
+        for hook in request.hooks:
+            hook.after_unet(state)
+        noise_pred = state.noise_pred
+        if guidance:
+            chunks = noise_pred.chunk(copies)
+            noise_uncond, noise_conds = chunks[0], list(chunks[1:])
+            if len(noise_conds) == 1 and weights[0] == 1.0:
+                noise_pred = noise_uncond + request.cfg_scale * (noise_conds[0] - noise_uncond)
+            else:
+                noise_pred = noise_uncond + sum(
+                    request.cfg_scale * weight * (cond - noise_uncond) for cond, weight in zip(noise_conds, weights))
+            state.noise_pred_uncond, state.noise_pred_conds = noise_uncond, noise_conds
+        elif len(cond_parts) > 1:
+            chunks = noise_pred.chunk(len(cond_parts))
+            noise_pred = sum(weight * chunk for chunk, weight in zip(chunks, weights)) / sum(weights)
+        state.noise_pred = noise_pred
+        for hook in request.hooks:
+            hook.after_cfg(state)
+        latents = scheduler.step(state.noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+        if inpaint is not None and inpaint.masked_image_latents is None:
+            latents = _blend_known_region(scheduler, inpaint, latents, timesteps, index)
+        if index == len(timesteps) - 1 or (index + 1) % order == 0:
+            request.control.on_step(min(total, (index + 1) // order or 1), total, latents)
+    del batch
+    return latents
+
+
+def _conditioning_at(request: DenoiseRequest, step: int, guidance: bool) -> tuple[tuple[int, ...], list[Conditioning]]:
+    parts: list[Conditioning] = []
+    if guidance and request.uncond is not None:
+        parts.append(request.uncond(step))
+    parts.extend(schedule(step) for schedule, _ in request.conds)
+    key = tuple(id(part.embeds) for part in parts)
+    longest = max(part.embeds.shape[1] for part in parts)
+    if any(part.embeds.shape[1] != longest for part in parts):
+        parts = [Conditioning(pad_token_length(part.embeds, longest), part.pooled) for part in parts]
+    return key, parts
+
+
+def pad_token_length(embeds: torch.Tensor, length: int) -> torch.Tensor:
+    """Repeat the last 77-token chunk until ``length`` (A1111 pads the shorter of two prompts with empty chunks)."""
+    if embeds.shape[1] >= length:
+        return embeds
+    chunk = embeds[:, -77:]
+    repeats = -(-(length - embeds.shape[1]) // chunk.shape[1])
+    return torch.cat([embeds, *([chunk] * repeats)], dim=1)[:, :length]
+
+
+def _added_cond_kwargs(parts: list[Conditioning], time_ids: torch.Tensor | None,
+                       guidance: bool) -> dict[str, torch.Tensor] | None:
+    if parts[0].pooled is None:
+        return None
+    pooled = torch.cat([part.pooled for part in parts if part.pooled is not None])
+    assert time_ids is not None, "SDXL-type UNets need size/crop time ids"
+    return {"text_embeds": pooled, "time_ids": torch.cat([time_ids] * len(parts))}
+
+
+def _blend_known_region(scheduler: Any, inpaint: InpaintSetup, latents: torch.Tensor,
+                        timesteps: Sequence[torch.Tensor], index: int) -> torch.Tensor:
+    """Keep the unmasked region on the init image's trajectory (diffusers' 4-channel inpainting rule)."""
+    known = inpaint.init_latents
+    if index < len(timesteps) - 1:
+        next_t = timesteps[index + 1]
+        known = scheduler.add_noise(known, inpaint.noise, torch.tensor([next_t]))
+    return (1 - inpaint.mask) * known + inpaint.mask * latents
+
+
+def decode_latents(vae: Any, image_processor: Any, latents: torch.Tensor,
+                   generator: torch.Generator | list[torch.Generator] | None = None) -> list[Any]:
+    """VAE-decode latents to PIL images exactly as diffusers' pipelines do (with an fp32 retry on NaNs)."""
+    decoded = _vae_decode(vae, latents, generator)
+    if torch.isnan(decoded).any() and vae.dtype != torch.float32:
+        original = vae.dtype
+        vae.to(torch.float32)
+        try:
+            decoded = _vae_decode(vae, latents.to(torch.float32), generator)
+        finally:
+            vae.to(original)
+    return image_processor.postprocess(decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0])
+
+
+def _vae_decode(vae: Any, latents: torch.Tensor, generator: Any) -> torch.Tensor:
+    scaled = latents / vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        scaled = scaled + shift
+    return vae.decode(scaled.to(vae.dtype), return_dict=False, generator=generator)[0]
+
+
+def encode_images(vae: Any, pixels: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """VAE-encode preprocessed pixels (batch, 3, h, w in -1..1) to scaled latents, sampling per image."""
+    latents = []
+    for index in range(pixels.shape[0]):
+        dist = vae.encode(pixels[index:index + 1].to(vae.dtype)).latent_dist
+        latents.append(dist.sample(generators[index % len(generators)]))
+    result = torch.cat(latents)
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        result = result - shift
+    return result * vae.config.scaling_factor

@@ -1,0 +1,220 @@
+"""The mutable state of one generation run and its result, with A1111's attribute names.
+
+Scripts (``Script.process(p, ...)``, the XYZ grid copying ``p`` and changing ``p.steps`` ...) read and write
+these attributes, so while a run is processed *they* are the source of truth; the validated request
+(:class:`~modules.processing.params.GenerationParams`) is only where they start. The A1111 façade
+(``modules.processing.StableDiffusionProcessing``) is a thin subclass of :class:`ProcessingRun`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modules.core.settings import Options
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+
+EASEL_VERSION = "easel-0.1.0"
+
+
+class ProcessingRun:
+    """A1111's ``StableDiffusionProcessing`` shape, built from validated parameters."""
+
+    def __init__(self, params: GenerationParams, options: Options) -> None:
+        self.params = params
+        self.opts = options
+        self.prompt: str | list[str] = params.prompt
+        self.negative_prompt: str | list[str] = params.negative_prompt
+        self.styles: list[str] = list(params.styles)
+        self.seed: int = params.seed
+        self.subseed: int = params.subseed
+        self.subseed_strength: float = params.subseed_strength
+        self.seed_resize_from_w: int = params.seed_resize_from_w
+        self.seed_resize_from_h: int = params.seed_resize_from_h
+        self.sampler_name: str | None = params.sampler_name
+        self.scheduler: str | None = params.scheduler
+        self.batch_size: int = params.batch_size
+        self.n_iter: int = params.n_iter
+        self.steps: int = params.steps
+        self.cfg_scale: float = params.cfg_scale
+        self.width: int = params.width
+        self.height: int = params.height
+        self.restore_faces: bool | None = params.restore_faces
+        self.tiling: bool | None = params.tiling
+        self.eta: float | None = params.eta
+        self.denoising_strength: float | None = params.denoising_strength
+        self.clip_skip: int = params.clip_skip or options.CLIP_stop_at_last_layers
+        self.override_settings: dict[str, Any] = dict(params.override_settings)
+        self.do_not_save_samples: bool = params.do_not_save_samples
+        self.do_not_save_grid: bool = params.do_not_save_grid
+        self.disable_extra_networks: bool = params.disable_extra_networks
+        self.script_args: list[Any] = list(params.script_args)
+        self.extra_generation_params: dict[str, Any] = {}
+        self.all_prompts: list[str] = []
+        self.all_negative_prompts: list[str] = []
+        self.all_seeds: list[int] = []
+        self.all_subseeds: list[int] = []
+        self.iteration: int = 0
+        self.batch_index: int = 0
+        self.job_timestamp: str = time.strftime("%Y%m%d%H%M%S")
+        self.warnings: list[str] = []
+        self.comments: dict[str, Any] = dict(params.comments or {})
+        self.sd_model: Any = None  # the LoadedModel in use, set by the processor
+        self.sd_model_name: str | None = None
+        self.sd_model_hash: str | None = None
+        self.sd_vae_name: str | None = None
+        self.sd_vae_hash: str | None = None
+        self.scripts: Any = None  # the ScriptRunner of this run (A1111 extensions look at p.scripts)
+        self.hooks: list[Any] = []  # ProcessingHooks
+        self.denoise_hooks: list[Any] = []  # engine.DenoiseHooks (CFG callbacks)
+        self.extra_network_data: dict[str, Any] = {}
+        self.user: str | None = None
+        self.outpath_samples: str | None = None
+        self.outpath_grids: str | None = None
+        # img2img
+        self.init_images: list[Any] = []
+        self.image_mask: Any = None
+        self.resize_mode: int = 0
+        self.mask_blur_x: int = 4
+        self.mask_blur_y: int = 4
+        self.inpainting_fill: int = 0
+        self.inpaint_full_res: bool = True
+        self.inpaint_full_res_padding: int = 0
+        self.inpainting_mask_invert: int = 0
+        self.initial_noise_multiplier: float = 1.0
+        self.image_cfg_scale: float | None = None
+        self.include_init_images: bool = False
+        if isinstance(params, Img2ImgParams):
+            self.resize_mode = params.resize_mode
+            self.mask_blur_x, self.mask_blur_y = params.effective_mask_blur
+            self.inpainting_fill = params.inpainting_fill
+            self.inpaint_full_res = params.inpaint_full_res
+            self.inpaint_full_res_padding = params.inpaint_full_res_padding
+            self.inpainting_mask_invert = params.inpainting_mask_invert
+            self.initial_noise_multiplier = params.initial_noise_multiplier or 1.0
+            self.image_cfg_scale = params.image_cfg_scale
+            self.include_init_images = params.include_init_images
+        # hires fix (txt2img)
+        self.enable_hr: bool = False
+        self.hr_scale: float = 2.0
+        self.hr_upscaler: str | None = None
+        self.hr_second_pass_steps: int = 0
+        self.hr_resize_x: int = 0
+        self.hr_resize_y: int = 0
+        self.hr_sampler_name: str | None = None
+        self.hr_scheduler: str | None = None
+        self.hr_prompt: str = ""
+        self.hr_negative_prompt: str = ""
+        self.hr_checkpoint_name: str | None = None
+        if isinstance(params, Txt2ImgParams):
+            self.enable_hr = params.enable_hr
+            self.hr_scale = params.hr_scale
+            self.hr_upscaler = params.hr_upscaler
+            self.hr_second_pass_steps = params.hr_second_pass_steps
+            self.hr_resize_x, self.hr_resize_y = params.hr_resize_x, params.hr_resize_y
+            self.hr_sampler_name, self.hr_scheduler = params.hr_sampler_name, params.hr_scheduler
+            self.hr_prompt, self.hr_negative_prompt = params.hr_prompt, params.hr_negative_prompt
+            self.hr_checkpoint_name = params.hr_checkpoint_name
+
+    @property
+    def is_img2img(self) -> bool:
+        return bool(self.init_images)
+
+    @property
+    def is_inpaint(self) -> bool:
+        return self.image_mask is not None
+
+    @property
+    def mask_blur(self) -> int:
+        return max(self.mask_blur_x, self.mask_blur_y)
+
+    @mask_blur.setter
+    def mask_blur(self, value: int) -> None:
+        self.mask_blur_x = self.mask_blur_y = value
+
+
+@dataclass
+class ProcessedResult:
+    """A1111's ``Processed``: the images of a run and everything needed to describe them."""
+
+    run: ProcessingRun
+    images: list[Any]
+    infotexts: list[str]
+    all_prompts: list[str]
+    all_negative_prompts: list[str]
+    all_seeds: list[int]
+    all_subseeds: list[int]
+    index_of_first_image: int = 0
+    extra_images: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    saved_paths: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    comments: str = ""
+
+    @property
+    def seed(self) -> int:
+        return self.all_seeds[0] if self.all_seeds else self.run.seed
+
+    @property
+    def subseed(self) -> int:
+        return self.all_subseeds[0] if self.all_subseeds else self.run.subseed
+
+    @property
+    def prompt(self) -> str:
+        return self.all_prompts[0] if self.all_prompts else str(self.run.prompt)
+
+    @property
+    def negative_prompt(self) -> str:
+        return self.all_negative_prompts[0] if self.all_negative_prompts else str(self.run.negative_prompt)
+
+    @property
+    def info(self) -> str:
+        return self.infotexts[0] if self.infotexts else ""
+
+    def js(self) -> str:
+        """The ``info`` JSON string of A1111's API responses (``Processed.js()`` keys)."""
+        run = self.run
+        data = {
+            "prompt": self.prompt,
+            "all_prompts": self.all_prompts,
+            "negative_prompt": self.negative_prompt,
+            "all_negative_prompts": self.all_negative_prompts,
+            "seed": self.seed,
+            "all_seeds": self.all_seeds,
+            "subseed": self.subseed,
+            "all_subseeds": self.all_subseeds,
+            "subseed_strength": run.subseed_strength,
+            "width": run.width,
+            "height": run.height,
+            "sampler_name": run.sampler_name,
+            "cfg_scale": run.cfg_scale,
+            "steps": run.steps,
+            "batch_size": run.batch_size,
+            "restore_faces": run.restore_faces,
+            "face_restoration_model": run.opts.face_restoration_model if run.restore_faces else None,
+            "sd_model_name": run.sd_model_name,
+            "sd_model_hash": run.sd_model_hash,
+            "sd_vae_name": run.sd_vae_name,
+            "sd_vae_hash": run.sd_vae_hash,
+            "seed_resize_from_w": run.seed_resize_from_w,
+            "seed_resize_from_h": run.seed_resize_from_h,
+            "denoising_strength": run.denoising_strength,
+            "extra_generation_params": {k: v for k, v in run.extra_generation_params.items() if not callable(v)},
+            "index_of_first_image": self.index_of_first_image,
+            "infotexts": self.infotexts,
+            "styles": run.styles,
+            "job_timestamp": run.job_timestamp,
+            "clip_skip": run.clip_skip,
+            "is_using_inpainting_conditioning": bool(run.sd_model and run.sd_model.family.is_inpaint),
+            "version": EASEL_VERSION,
+            "warnings": self.warnings,
+            "interrupted": self.interrupted,
+        }
+        return json.dumps(data, default=str)
+
+
+ModelProvider = Callable[[ProcessingRun], Any]
+"""Returns the LoadedModel a run needs (switching models through the manager when an override asks)."""

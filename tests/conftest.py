@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny *real* diffusers components (random weights, seconds on a CPU), never pipeline mocks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
+
+TINY_WORDS = ("a", "an", "the", "on", "of", "and", "red", "green", "blue", "yellow", "orange", "purple", "white",
+              "black", "circle", "square", "triangle", "background", "cat", "dog", "photo", "big", "small")
+
+
+def build_tiny_sd(folder: Path, *, seed: int = 0, scheduler: str = "EulerDiscreteScheduler",
+                  in_channels: int = 4) -> Path:
+    """Save a tiny SD-1.x-layout pipeline (CLIP text encoder, UNet, VAE, scheduler) as a diffusers folder."""
+    import diffusers
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from modules.models.embedded.tokenizer import write_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer_dir = write_tokenizer(folder / "_tokenizer_build", TINY_WORDS)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=3, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=32))
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4)
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=32)
+    scheduler_obj = getattr(diffusers, scheduler)(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                  num_train_timesteps=1000)
+    pipe = diffusers.StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler_obj,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(tokenizer_dir, ignore_errors=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir whose Stable-diffusion folder holds one tiny diffusers model, ``tiny-sd``."""
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_sd(root / "Stable-diffusion" / "tiny-sd")
+    for sub in ("VAE", "Lora", "embeddings", "ESRGAN", "ControlNet"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_path(tiny_models_dir: Path) -> Path:
+    return tiny_models_dir / "Stable-diffusion" / "tiny-sd"

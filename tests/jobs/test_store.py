@@ -1,0 +1,127 @@
+"""The SQLite job store: restart policy, durability across reopen, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from modules.jobs import INTERRUPTED_MESSAGE, Job, JobQueue, JobStatus, JobStore
+
+
+def test_restart_keeps_queued_jobs_and_fails_the_running_one(tmp_path, make_queue, runner):
+    queue = make_queue()
+    running = queue.submit("txt2img", {"steps": 100, "pause_at": [0, 1]}, source="api-v2")
+    assert runner.reached.wait(5)
+    queued = [queue.submit("txt2img", {"steps": 1, "n": n}, source="ui") for n in range(3)]
+
+    # A crash: the process is gone without stop() and the OS has dropped its file lock; a new server opens the
+    # same file. (This process still holds the lock, hence exclusive=False to stand in for the new one.)
+    with pytest.raises(RuntimeError, match="in use by another Easel process"):
+        JobStore(tmp_path / "queue.sqlite3").open()
+    store = JobStore(tmp_path / "queue.sqlite3", exclusive=False).open()
+    assert [job.id for job in store.recovered] == [running.id]
+    failed = store.get(running.id)
+    assert failed.status is JobStatus.FAILED and failed.error == INTERRUPTED_MESSAGE
+    assert failed.finished_at is not None
+    assert [job.id for job in store.list(JobStatus.QUEUED)] == [job.id for job in queued]
+    assert [job.payload for job in store.list(JobStatus.QUEUED)] == [{"steps": 1, "n": n} for n in range(3)]
+    assert {job.source for job in store.list(JobStatus.QUEUED)} == {"ui"}
+
+    # The old process is really gone: stop its worker before its runner could take another job.
+    queue.stop(timeout=0)
+    runner.proceed.set()
+    queue.stop(timeout=5)
+    queue.store.close()
+
+    executed: list[str] = []
+    restarted = JobQueue(store, lambda job, ctx: executed.append(job.id) or {"ok": True})
+    assert restarted.pending_ids() == [job.id for job in queued]
+    assert restarted.position(queued[0].id) == 1
+    restarted.start()
+    try:
+        finals = [restarted.wait(job.id, timeout=5) for job in queued]
+    finally:
+        restarted.stop()
+        store.close()
+    assert executed == [job.id for job in queued]
+    assert all(job.status is JobStatus.SUCCEEDED and job.result == {"ok": True} for job in finals)
+
+
+def test_clean_stop_and_reopen(tmp_path, make_queue, runner):
+    queue = make_queue(start=False)
+    ids = [queue.submit("txt2img", {"steps": 1}).id for _ in range(3)]
+    queue.stop()
+    queue.store.close()
+
+    reopened = make_queue()
+    assert [reopened.wait(job_id, timeout=5).status for job_id in ids] == [JobStatus.SUCCEEDED] * 3
+    assert runner.executed == ids
+
+
+def test_database_is_wal_and_transactional(tmp_path):
+    store = JobStore(tmp_path / "queue.sqlite3").open()
+    job = store.insert("a", "txt2img", {"prompt": "cat"}, source="api")
+    assert job.seq == 1
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT id, status FROM jobs").fetchall() == [("a", "queued")]
+    try:
+        store.insert("b", "txt2img", {"bad": float("nan")}, source="api")
+    except ValueError:
+        pass
+    assert store.count() == 1  # nothing half-written
+    store.close()
+
+
+def test_retention_by_count_prunes_oldest_and_calls_back(make_queue):
+    pruned: list[Job] = []
+    queue = make_queue(retention_count=3, on_prune=pruned.append)
+    ids = [queue.submit("txt2img", {"steps": 1}).id for _ in range(5)]
+    queue.wait(ids[-1], timeout=5)  # FIFO: the others are done (and some already pruned) by then
+    queue.store.prune()  # the worker prunes after announcing each job; make sure the last prune ran
+
+    assert [job.id for job in pruned] == ids[:2]
+    assert pruned[0].result == {"images": [f"{ids[0]}-0.png"]}  # the callback can delete these files
+    assert queue.get(ids[0]) is None and queue.get(ids[1]) is None
+    assert [job.id for job in queue.list()] == ids[2:]
+
+
+def test_retention_by_age_leaves_unfinished_jobs(tmp_path):
+    store = JobStore(tmp_path / "queue.sqlite3", retention_count=100, retention_seconds=60).open()
+    done = store.insert("done", "txt2img", {}, source="api")
+    store.mark_running("done", done.created_at)
+    store.finish(done.model_copy(update={"status": JobStatus.SUCCEEDED, "finished_at": done.created_at}))
+    store.insert("waiting", "txt2img", {}, source="api")
+
+    assert store.prune(now=done.created_at + 30) == []
+    assert [job.id for job in store.prune(now=done.created_at + 61)] == ["done"]
+    assert [job.id for job in store.list()] == ["waiting"]
+    assert store.finish(done.model_copy(update={"status": JobStatus.FAILED})) is False  # gone: no resurrection
+    store.close()
+
+
+def test_finish_never_overwrites_a_terminal_state(tmp_path):
+    store = JobStore(tmp_path / "queue.sqlite3").open()
+    job = store.insert("j", "txt2img", {}, source="api")
+    assert store.finish(job.model_copy(update={"status": JobStatus.CANCELLED})) is True
+    assert store.finish(job.model_copy(update={"status": JobStatus.SUCCEEDED})) is False
+    assert store.get("j").status is JobStatus.CANCELLED
+    store.close()
+
+
+def test_in_memory_store_for_a_private_queue():
+    store = JobStore(":memory:").open()
+    assert store.insert("a", "txt2img", {}, source="cli").seq == 1
+    assert store.get("a").status is JobStatus.QUEUED
+    store.close()
+
+
+def test_unreadable_database_is_set_aside_not_lost(tmp_path, caplog):
+    path = tmp_path / "queue.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    store = JobStore(path).open()
+    assert store.set_aside is not None and store.set_aside.read_bytes().startswith(b"this is not a database")
+    assert store.count() == 0
+    assert "unreadable" in caplog.text
+    store.close()
