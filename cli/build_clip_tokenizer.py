@@ -18,8 +18,17 @@ from modules.models.families.clip_tokenizer import read_bpe_text, write_tokenize
 
 
 def download_wheel(directory: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "open-clip-torch",
-               "-d", str(directory)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "open-clip-torch",
+        "-d",
+        str(directory),
+    ]
     subprocess.run(command, check=True)
     wheels = sorted(directory.glob("open_clip_torch-*.whl"))
     if not wheels:

@@ -204,7 +204,7 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         if missing:
             ids = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length,
                             truncation=True, return_tensors="pt").input_ids
-            ids_cache.update(zip(missing, ids))
+            ids_cache.update(zip(missing, ids, strict=True))
         return torch.stack([ids_cache[p] for p in prompts])
 
     alphas = scheduler.alphas_cumprod
@@ -236,7 +236,7 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         optimizer.step()
         decay = min(args.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for ema_param, param in zip(ema.parameters(), unet.parameters()):
+            for ema_param, param in zip(ema.parameters(), unet.parameters(), strict=True):
                 ema_param.lerp_(param, 1 - decay)
         running = 0.98 * running + 0.02 * loss.item() if step > start else loss.item()
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)

@@ -54,6 +54,7 @@ class ModelManager:
         self._current: LoadedModel | None = None
         self._cpu_cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._on_loaded: list[Callable[[LoadedModel], None]] = []
+        self._last_info: CheckpointInfo | None = None
         self.loading: str | None = None
         self.last_error: str | None = None
 
@@ -80,6 +81,8 @@ class ModelManager:
             return self.catalog.get(query)
         if self._current is not None:
             return self._current.info
+        if self._last_info is not None and self._last_info.path.exists():
+            return self._last_info
         entries = self.catalog.entries or self.catalog.refresh()
         if not entries:
             raise NoModelError(self.no_model_message())
@@ -119,6 +122,7 @@ class ModelManager:
                                      time.perf_counter() - started)
                 log.info("loaded %s (%s) in %.1fs", info.title, family.name, loaded.load_seconds)
             self._current = loaded
+            self._last_info = info
             self.last_error = None
         except Exception as exc:
             self.last_error = str(exc)

@@ -30,7 +30,7 @@ How processing uses it (one :class:`PromptEncoder` per job, built after LoRA is 
     if cond.pooled_at(0) is not None:  # SDXL
         kwargs.update(pooled_prompt_embeds=cond.pooled_at(0), negative_pooled_prompt_embeds=uncond.pooled_at(0))
     if not (cond.is_static and uncond.is_static):
-        callback = ScheduleCallback(cond, uncond)
+        callback = ScheduleCallback(cond, uncond, pooled=cond.pooled_at(0) is not None)
         kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=callback.tensor_inputs)
     pipe(**kwargs, num_inference_steps=steps, ...)
 
@@ -69,6 +69,26 @@ EmbeddingVectors = torch.Tensor | Sequence[torch.Tensor]
 tensor per encoder in pipeline order (SDXL: ``[clip_l, clip_g]``)."""
 
 
+def textual_inversion_vectors(state: Mapping[str, Any]) -> EmbeddingVectors:
+    """The vectors of a loaded embedding file, in the layouts A1111 users have in ``models/embeddings``.
+
+    A1111 ``.pt`` (``{"string_to_param": {"*": tensor}}``), ``{"emb_params": tensor}``, SDXL
+    ``{"clip_l": tensor, "clip_g": tensor}`` (returned as ``(clip_l, clip_g)``, the pipeline's encoder order) and
+    diffusers' single-entry ``{token: tensor}``. Raises ``ValueError`` for anything else.
+    """
+    if "clip_l" in state and "clip_g" in state:
+        return (torch.as_tensor(state["clip_l"]), torch.as_tensor(state["clip_g"]))
+    params = state.get("string_to_param")
+    if isinstance(params, Mapping) and len(params) >= 1:
+        return torch.as_tensor(next(iter(params.values())))
+    if isinstance(state.get("emb_params"), torch.Tensor):
+        return state["emb_params"]
+    tensors = [value for value in state.values() if isinstance(value, torch.Tensor)]
+    if len(tensors) == 1:
+        return tensors[0]
+    raise ValueError(f"not a textual-inversion embedding (keys: {', '.join(map(str, list(state)[:8]))})")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Emphasis modes (A1111 setting "emphasis")
 # --------------------------------------------------------------------------------------------------------------
@@ -94,7 +114,10 @@ class OriginalEmphasis:
     def apply(self, z: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
         original_mean = z.float().mean()
         weighted = z.float() * multipliers.float().unsqueeze(-1)
-        return (weighted * (original_mean / weighted.mean())).to(z.dtype)
+        rescale = original_mean / weighted.mean()
+        if not torch.isfinite(rescale):  # a zero-mean chunk has nothing to restore
+            return weighted.to(z.dtype)
+        return (weighted * rescale).to(z.dtype)
 
 
 class NoNormEmphasis:
@@ -203,10 +226,14 @@ class ScheduledConditioning:
     def at(self, step: int) -> torch.Tensor:
         """``(n_parts, seq, hidden)`` at 0-based ``step``; for a prompt without ``AND`` that is ``(1, seq, hidden)``,
         ready to pass as ``prompt_embeds``."""
+        if len(self.parts) == 1:
+            return self.parts[0].at(step).embeds
         return torch.cat([part.at(step).embeds for part in self.parts], dim=0)
 
     def pooled_at(self, step: int) -> torch.Tensor | None:
         pooled = [part.at(step).pooled for part in self.parts]
+        if len(pooled) == 1:
+            return pooled[0]
         if any(p is None for p in pooled):
             return None
         return torch.cat([p for p in pooled if p is not None], dim=0)
@@ -396,9 +423,7 @@ class PromptEncoder:
         self, prompt: str, negative_prompt: str, steps: int, *, clip_skip: int = 1, emphasis: str = "Original"
     ) -> tuple[ScheduledConditioning, ScheduledConditioning]:
         """The job's positive (with ``AND``) and negative (without, as A1111) prompts, padded to one length."""
-        cond, uncond = self._encode_scheduled(
-            [(prompt, True), (negative_prompt, False)], steps, clip_skip, emphasis
-        )
+        cond, uncond = self._encode_scheduled([(prompt, True), (negative_prompt, False)], steps, clip_skip, emphasis)
         return cond, uncond
 
     # ---- scheduling ------------------------------------------------------------------------------------------
@@ -423,10 +448,11 @@ class PromptEncoder:
 
         results = []
         for plan in plans:
-            parts = tuple(
-                ScheduledPrompt(weight, tuple((end, cache[text]) for end, text in schedule)) for weight, schedule in plan
+            scheduled = tuple(
+                ScheduledPrompt(weight, tuple((end, cache[text]) for end, text in schedule))
+                for weight, schedule in plan
             )
-            results.append(ScheduledConditioning(parts, steps))
+            results.append(ScheduledConditioning(scheduled, steps))
         return results
 
     # ---- tokenization ----------------------------------------------------------------------------------------
@@ -434,8 +460,9 @@ class PromptEncoder:
     def _prepare_embedding(self, name: str, value: EmbeddingVectors) -> _Embedding | None:
         candidates = [value] * len(self.slots) if isinstance(value, torch.Tensor) else list(value)
         if len(candidates) != len(self.slots):
-            log.warning("embedding %r has %d tensors for %d text encoders; skipped", name, len(candidates),
-                        len(self.slots))
+            log.warning(
+                "embedding %r has %d tensors for %d text encoders; skipped", name, len(candidates), len(self.slots)
+            )
             return None
         vectors = []
         for slot, tensor in zip(self.slots, candidates, strict=True):
@@ -445,8 +472,13 @@ class PromptEncoder:
             width = slot.text_encoder.get_input_embeddings().embedding_dim
             limit = _max_length(slot.tokenizer) - 2
             if tensor.ndim != 2 or tensor.shape[1] != width or not 0 < tensor.shape[0] <= limit:
-                log.warning("embedding %r has shape %s, the text encoder needs (1..%d, %d); skipped",
-                            name, tuple(tensor.shape), limit, width)
+                log.warning(
+                    "embedding %r has shape %s, the text encoder needs (1..%d, %d); skipped",
+                    name,
+                    tuple(tensor.shape),
+                    limit,
+                    width,
+                )
                 return None
             vectors.append(tensor)
         if len({v.shape[0] for v in vectors}) != 1:
@@ -561,7 +593,7 @@ class PromptEncoder:
                     z = encoder(input_ids, attention_mask=mask)[0]
                 else:
                     output = encoder(input_ids, attention_mask=mask, output_hidden_states=True)
-                    z = encoder.text_model.final_layer_norm(output.hidden_states[-clip_skip])
+                    z = _final_layer_norm(encoder)(output.hidden_states[-clip_skip])
         z = z.to(dtype=encoder.dtype, device=self.device)
         if pooled is not None:
             pooled = pooled.to(dtype=encoder.dtype, device=self.device)
@@ -610,6 +642,12 @@ def _max_length(tokenizer: Any) -> int:
     if not isinstance(length, int) or length > 100_000:
         return DEFAULT_MAX_LENGTH
     return length
+
+
+def _final_layer_norm(encoder: Any) -> torch.nn.Module:
+    """transformers 5 flattened ``CLIPTextModel`` (no ``text_model``); the projection model still nests it."""
+    norm = getattr(encoder, "final_layer_norm", None)
+    return norm if norm is not None else encoder.text_model.final_layer_norm
 
 
 def _placeholder_id(tokenizer: Any) -> int:

@@ -317,14 +317,11 @@ def _img2img_timesteps(scheduler: Any, steps: int, strength: float,
 
 def _sdxl_time_ids(pipe: Any, run: ProcessingRun, batch: int, device: torch.device,
                    dtype: torch.dtype) -> torch.Tensor | None:
-    if getattr(pipe, "text_encoder_2", None) is None or getattr(pipe.unet.config, "addition_embed_type", None) != \
-            "text_time":
+    if getattr(pipe.unet.config, "addition_embed_type", None) != "text_time":
         return None
     size = (run.height, run.width)
-    if getattr(pipe.config, "requires_aesthetics_score", False):
-        ids = [*size, 0, 0, 6.0]
-    else:
-        ids = [*size, 0, 0, *size]
+    refiner = getattr(pipe.config, "requires_aesthetics_score", False)
+    ids = [*size, 0, 0, 6.0] if refiner else [*size, 0, 0, *size]
     return torch.tensor([ids], dtype=dtype, device=device).repeat(batch, 1)
 
 

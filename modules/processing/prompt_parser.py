@@ -506,9 +506,9 @@ def _unmerge_style_prompt(style_prompt: str, prompt: str) -> str | None:
         return prompt
     if PROMPT_PLACEHOLDER in style_prompt:
         head, _, tail = style_prompt.partition(PROMPT_PLACEHOLDER)
-        if tail.count(PROMPT_PLACEHOLDER) == 0 and prompt.startswith(head) and prompt.endswith(tail):
-            if len(head) + len(tail) <= len(prompt):
-                return prompt[len(head) : len(prompt) - len(tail)]
+        fits = len(head) + len(tail) <= len(prompt) and PROMPT_PLACEHOLDER not in tail
+        if fits and prompt.startswith(head) and prompt.endswith(tail):
+            return prompt[len(head) : len(prompt) - len(tail)]
         return None
     if prompt == style_prompt:
         return ""

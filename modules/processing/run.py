@@ -34,7 +34,9 @@ class ProcessingRun:
         self.subseed_strength: float = params.subseed_strength
         self.seed_resize_from_w: int = params.seed_resize_from_w
         self.seed_resize_from_h: int = params.seed_resize_from_h
-        self.sampler_name: str | None = params.sampler_name
+        # A1111: a null sampler_name falls back to sampler_index (default "Euler").
+        fallback = params.sampler_index if isinstance(params.sampler_index, str) else None
+        self.sampler_name: str | None = params.sampler_name or fallback
         self.scheduler: str | None = params.scheduler
         self.batch_size: int = params.batch_size
         self.n_iter: int = params.n_iter

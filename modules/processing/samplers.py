@@ -18,11 +18,12 @@ import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from modules.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ def zero_snr_betas(config: Mapping[str, Any]) -> torch.Tensor:
     Used for scheduler classes that lack the switch; the tiny floor mirrors what diffusers' Euler does so that
     sigma stays finite.
     """
+    import torch
+
     steps = int(config.get("num_train_timesteps", 1000))
     start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
     if config.get("beta_schedule", "scaled_linear") == "scaled_linear":

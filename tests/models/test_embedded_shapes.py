@@ -39,7 +39,7 @@ def test_drawing_is_deterministic_for_a_seed() -> None:
 
 def test_shape_colour_differs_from_background_and_shape_stays_inside() -> None:
     rng = random.Random(3)
-    for _ in range(300):
+    for _ in range(100):
         spec = random_spec(rng)
         assert spec.colour != spec.background
         pixels = np.asarray(draw(spec))
@@ -71,7 +71,7 @@ def test_batch_tensor_layout_and_range() -> None:
 
 def test_scorer_reads_the_drawings_themselves() -> None:
     rng = random.Random(11)
-    specs = [random_spec(rng) for _ in range(400)]
+    specs = [random_spec(rng) for _ in range(150)]
     result = adherence(score_images([draw(spec) for spec in specs], specs))
     assert result == {"colour": 100.0, "background": 100.0, "shape": 100.0}
 

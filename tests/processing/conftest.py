@@ -71,6 +71,12 @@ def build_text_encoder(
         projection_dim=projection or hidden,
     )
     model = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+    # A fresh LayerNorm (weight 1, bias 0) makes every token's mean exactly 0; trained CLIP norms are not like
+    # that, and "Original" emphasis divides by the mean.
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.normal_(module.weight, 1.0, 0.2)
+            torch.nn.init.normal_(module.bias, 0.1, 0.2)
     return model.eval()
 
 

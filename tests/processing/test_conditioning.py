@@ -9,6 +9,7 @@ from modules.processing.conditioning import (
     PromptEncoder,
     ScheduleCallback,
     combine_composable,
+    textual_inversion_vectors,
 )
 
 PLAIN = "a photo of a red cat, blue sky"
@@ -84,8 +85,9 @@ def test_brackets_decrease_and_nest(encoder: PromptEncoder) -> None:
 def test_ignore_and_none_modes(encoder: PromptEncoder) -> None:
     plain = encoder.encode("a cat").embeds
     assert torch.equal(encoder.encode("a (cat:1.8)", emphasis="Ignore").embeds, plain)
-    literal = encoder.encode("a (cat:1.8)", emphasis="None").embeds
-    assert torch.equal(literal, encoder.encode("a (cat:1.8)", emphasis="Ignore").embeds) is False
+    literal = encoder.encode("a (cat:1.8)", emphasis="None").embeds  # brackets and digits become tokens
+    assert not torch.equal(literal, plain)
+    assert torch.equal(literal, encoder.encode("a \\(cat\\:1.8\\)").embeds)
     with pytest.raises(UserInputError):
         encoder.encode("a cat", emphasis="Loud")
 
@@ -122,7 +124,12 @@ def test_clip_skip(sd_pipe, encoder: PromptEncoder) -> None:
     last = encoder.encode(PLAIN).embeds
     skip2 = encoder.encode(PLAIN, clip_skip=2).embeds
     assert not torch.allclose(last, skip2)
-    expected = sd_pipe.encode_prompt(PLAIN, torch.device("cpu"), 1, False, clip_skip=1)[0]  # diffusers counts from 0
+    # A1111's clip skip 2 is the second-to-last layer through the final layer norm (diffusers' clip_skip=1; its
+    # SD1 code path still reaches for ``text_model``, gone from transformers 5's CLIPTextModel).
+    ids = sd_pipe.tokenizer(PLAIN, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    text_encoder = sd_pipe.text_encoder
+    with torch.no_grad():
+        expected = text_encoder.final_layer_norm(text_encoder(ids, output_hidden_states=True).hidden_states[-2])
     assert torch.equal(skip2, expected)
     assert torch.equal(encoder.encode(PLAIN, clip_skip=99).embeds, encoder.encode(PLAIN, clip_skip=3).embeds)
 
@@ -245,3 +252,26 @@ def test_textual_inversion_with_wrong_width_is_skipped(sd_pipe) -> None:
 
 def test_conditioning_chunks_property() -> None:
     assert Conditioning(torch.zeros(1, 154, 8)).chunks == 2
+
+
+def test_textual_inversion_file_layouts() -> None:
+    vectors = torch.randn(3, 32)
+    assert torch.equal(textual_inversion_vectors({"string_to_param": {"*": vectors}, "name": "x", "step": 5}), vectors)
+    assert torch.equal(textual_inversion_vectors({"emb_params": vectors}), vectors)
+    assert torch.equal(textual_inversion_vectors({"<my-token>": vectors}), vectors)
+    clip_l, clip_g = textual_inversion_vectors({"clip_g": torch.zeros(2, 48), "clip_l": torch.ones(2, 32)})
+    assert clip_l.shape == (2, 32) and clip_g.shape == (2, 48)
+    with pytest.raises(ValueError):
+        textual_inversion_vectors({"a": torch.zeros(1), "b": torch.zeros(1)})
+
+
+def test_sdxl_textual_inversion_uses_one_tensor_per_encoder(sdxl_pipe) -> None:
+    plain = PromptEncoder.from_pipeline(sdxl_pipe).encode("a mystyle cat")
+    pair = textual_inversion_vectors({"clip_l": torch.randn(2, 32), "clip_g": torch.randn(2, 48)})
+    encoder = PromptEncoder.from_pipeline(sdxl_pipe, embeddings={"mystyle": pair})
+    with_ti = encoder.encode("a mystyle cat")
+    assert with_ti.embeddings_used == ("mystyle",)
+    assert not torch.allclose(with_ti.embeds, plain.embeds)
+    assert with_ti.pooled is not None and plain.pooled is not None
+    assert not torch.allclose(with_ti.pooled, plain.pooled)
+    assert not sdxl_pipe.text_encoder_2.get_input_embeddings()._forward_hooks

@@ -42,7 +42,6 @@ def easel_txt2img(manager: ModelManager, **fields: object) -> list[np.ndarray]:
     ("DDIM", "DDIMScheduler"),
 ])
 def test_txt2img_matches_plain_diffusers(manager: ModelManager, sampler: str, scheduler_class: str) -> None:
-    import diffusers
 
     ours = easel_txt2img(manager, prompt="a red circle on a blue background", negative_prompt="green",
                          steps=6, cfg_scale=7.0, width=64, height=64, seed=1234, sampler_name=sampler)

@@ -89,7 +89,7 @@ def score_image(image: Image.Image | np.ndarray, spec: ShapeSpec) -> Score:
 def score_images(images: Sequence[Image.Image], specs: Sequence[ShapeSpec]) -> list[Score]:
     if len(images) != len(specs):
         raise ValueError(f"{len(images)} images but {len(specs)} specs")
-    return [score_image(image, spec) for image, spec in zip(images, specs)]
+    return [score_image(image, spec) for image, spec in zip(images, specs, strict=True)]
 
 
 def adherence(scores: Iterable[Score]) -> dict[str, float]:

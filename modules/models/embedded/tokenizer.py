@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 from modules.models.embedded.shapes import VOCABULARY
@@ -33,7 +34,7 @@ def bytes_to_unicode() -> dict[int, str]:
             printable.append(byte)
             codes.append(256 + extra)
             extra += 1
-    return {byte: chr(code) for byte, code in zip(printable, codes)}
+    return {byte: chr(code) for byte, code in zip(printable, codes, strict=True)}
 
 
 def learn_merges(words: Iterable[str]) -> list[tuple[str, str]]:
@@ -48,7 +49,7 @@ def learn_merges(words: Iterable[str]) -> list[tuple[str, str]]:
     while True:
         counts: Counter[tuple[str, str]] = Counter()
         for symbols in sequences:
-            counts.update(zip(symbols, symbols[1:]))
+            counts.update(pairwise(symbols))
         if not counts:
             return merges
         best = min(counts, key=lambda pair: (-counts[pair], pair))

@@ -142,6 +142,8 @@ class ModelFamily(ABC):
     default_size: ClassVar[tuple[int, int]]
     prediction_type: ClassVar[str] = "epsilon"
     is_inpaint: ClassVar[bool] = False
+    # EDM-trained (Playground v2.5): samplers must be the EDM variants, with sigma_data from the scheduler config.
+    uses_edm: ClassVar[bool] = False
     # Priority in detect(): a more specific family (inpaint, v-prediction, playground) must be asked first.
     priority: ClassVar[int] = 100
     # diffusers pipeline class name used for loading (txt2img, or inpaint for inpainting checkpoints).
@@ -181,6 +183,9 @@ class ModelFamily(ABC):
             if native:
                 return (native, native)
         return self.default_size
+
+    def default_scheduler_class_name(self, config_dir: Path | None = None) -> str:
+        return str(read_json((config_dir or self.config_dir) / "scheduler" / "scheduler_config.json")["_class_name"])
 
     def default_scheduler_config(self) -> dict[str, Any]:
         """This family's scheduler config as shipped in configs/ (class name under `_class_name`)."""

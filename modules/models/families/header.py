@@ -77,12 +77,13 @@ def _read_pickle_header(path: Path) -> CheckpointHeader:
 
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for foreign pickles
+    except Exception as error:
         raise FamilyError(f"{path}: cannot read pickle checkpoint: {error}") from error
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else {}
     tensors = {
-        key: TensorInfo(dtype=_TORCH_TO_SAFETENSORS.get(str(value.dtype).removeprefix("torch."), "?"),
-                        shape=tuple(value.shape))
+        key: TensorInfo(
+            dtype=_TORCH_TO_SAFETENSORS.get(str(value.dtype).removeprefix("torch."), "?"), shape=tuple(value.shape)
+        )
         for key, value in state.items()
         if isinstance(value, torch.Tensor)
     }

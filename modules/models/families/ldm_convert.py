@@ -49,21 +49,37 @@ def unet_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) ->
     if config.get("class_embed_type") in ("timestep", "projection"):
         fixed.update(DIFFUSERS_TO_LDM_MAPPING["unet"]["class_embed_type"])
     patterns: list[tuple[re.Pattern[str], Any]] = [
-        (re.compile(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)"),
-         lambda b, j, r: f"input_blocks.{per_block * b + j + 1}.0.{_rename_resnet(r)}"),
-        (re.compile(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)"),
-         lambda b, j, r: f"input_blocks.{per_block * b + j + 1}.1.{r}"),
-        (re.compile(r"down_blocks\.(\d+)\.downsamplers\.(0)\.conv\.(.+)"),
-         lambda b, _j, r: f"input_blocks.{per_block * (b + 1)}.0.op.{r}"),
-        (re.compile(r"mid_block\.resnets\.(\d+)()\.(.+)"), lambda j, _u, r: f"middle_block.{2 * j}.{_rename_resnet(r)}"),
+        (
+            re.compile(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)"),
+            lambda b, j, r: f"input_blocks.{per_block * b + j + 1}.0.{_rename_resnet(r)}",
+        ),
+        (
+            re.compile(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)"),
+            lambda b, j, r: f"input_blocks.{per_block * b + j + 1}.1.{r}",
+        ),
+        (
+            re.compile(r"down_blocks\.(\d+)\.downsamplers\.(0)\.conv\.(.+)"),
+            lambda b, _j, r: f"input_blocks.{per_block * (b + 1)}.0.op.{r}",
+        ),
+        (
+            re.compile(r"mid_block\.resnets\.(\d+)()\.(.+)"),
+            lambda j, _u, r: f"middle_block.{2 * j}.{_rename_resnet(r)}",
+        ),
         (re.compile(r"mid_block\.attentions\.(0)()\.(.+)"), lambda _j, _u, r: f"middle_block.1.{r}"),
-        (re.compile(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)"),
-         lambda b, j, r: f"output_blocks.{per_block * b + j}.0.{_rename_resnet(r)}"),
-        (re.compile(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)"),
-         lambda b, j, r: f"output_blocks.{per_block * b + j}.1.{r}"),
-        (re.compile(r"up_blocks\.(\d+)\.upsamplers\.(0)\.conv\.(.+)"),
-         lambda b, _j, r: f"output_blocks.{per_block * b + per_block - 1}."
-                          f"{2 if 'CrossAttn' in up_types[b] else 1}.conv.{r}"),
+        (
+            re.compile(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)"),
+            lambda b, j, r: f"output_blocks.{per_block * b + j}.0.{_rename_resnet(r)}",
+        ),
+        (
+            re.compile(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)"),
+            lambda b, j, r: f"output_blocks.{per_block * b + j}.1.{r}",
+        ),
+        (
+            re.compile(r"up_blocks\.(\d+)\.upsamplers\.(0)\.conv\.(.+)"),
+            lambda b, _j, r: (
+                f"output_blocks.{per_block * b + per_block - 1}.{2 if 'CrossAttn' in up_types[b] else 1}.conv.{r}"
+            ),
+        ),
     ]
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -129,9 +145,16 @@ def clip_to_ldm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def open_clip_to_ldm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An OpenCLIP-architecture CLIPTextModel(WithProjection) in open_clip naming (fused qkv, `resblocks`)."""
-    fixed = {key.removeprefix("text_model."): value for key, value in DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"].items()}
-    layer_names = (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
-                   ("self_attn.out_proj", "attn.out_proj"))
+    fixed = {
+        key.removeprefix("text_model."): value for key, value in DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"].items()
+    }
+    layer_names = (
+        ("layer_norm1", "ln_1"),
+        ("layer_norm2", "ln_2"),
+        ("mlp.fc1", "mlp.c_fc"),
+        ("mlp.fc2", "mlp.c_proj"),
+        ("self_attn.out_proj", "attn.out_proj"),
+    )
     plain = {key.removeprefix("text_model."): value for key, value in state.items() if not key.endswith("position_ids")}
     out: dict[str, torch.Tensor] = {}
     fused: dict[tuple[str, str], dict[str, torch.Tensor]] = {}

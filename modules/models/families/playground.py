@@ -22,7 +22,8 @@ class PlaygroundV25(ModelFamily):
     name = "playground-v2.5"
     label = "Playground v2.5"
     default_size = (1024, 1024)
-    prediction_type = "edm"
+    prediction_type = "epsilon"  # under EDM preconditioning; see `uses_edm`
+    uses_edm = True
     priority = 10
     config_name = "playground-v2.5"
     pipeline_class_name = "StableDiffusionXLPipeline"

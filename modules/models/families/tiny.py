@@ -133,8 +133,13 @@ def _sd_pipeline(family: ModelFamily, *, openclip: bool, in_channels: int, predi
     torch.manual_seed(0)
     text = CLIPTextModel(_text_config(32, openclip=openclip))
     scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-        set_alpha_to_one=False, prediction_type=prediction, steps_offset=1,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type=prediction,
+        steps_offset=1,
     )
     components = {
         "unet": _sd_unet(in_channels, 32, linear=openclip),
@@ -161,7 +166,10 @@ def _xl_pipeline(family: ModelFamily, *, in_channels: int, edm: bool = False, re
         vae = _vae(latents_mean=[0.0] * 4, latents_std=[1.0] * 4, scaling_factor=0.5)
     else:
         scheduler = EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            steps_offset=1,
             timestep_spacing="leading",
         )
         vae = _vae(scaling_factor=0.13025)

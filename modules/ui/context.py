@@ -1,0 +1,180 @@
+"""What every tab of the UI needs from the services, behind small read-only helpers.
+
+The tabs see this narrow object, not the raw services: choices for dropdowns (checkpoints, samplers, styles,
+upscalers), token counting, and the per-browser-session record of the job a tab is waiting on (so Interrupt
+and Skip act on *this* user's job). Services written by other engineers (styles, scripts, upscalers) are read
+defensively with ``getattr``: a missing or different service hides a feature instead of breaking the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from modules.core.paths import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HIRES_UPSCALERS = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (nearest)", "Lanczos",
+                           "Nearest", "None")
+DEFAULT_EXTRAS_UPSCALERS = ("None", "Lanczos", "Nearest")
+PREFERRED_SAMPLERS = ("DPM++ 2M", "Euler a", "Euler")
+
+
+@dataclass
+class UiContext:
+    services: Any
+    _jobs: dict[tuple[str, str], str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- services --------------------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Any:
+        return self.services.settings
+
+    @property
+    def options(self) -> Any:
+        return self.services.settings.options
+
+    @property
+    def queue(self) -> Any:
+        return self.services.queue
+
+    def extension(self, name: str) -> Any:
+        return (getattr(self.services, "extensions", None) or {}).get(name)
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    def checkpoint_titles(self, *, refresh: bool = False) -> list[str]:
+        catalog = self.services.catalog
+        entries = catalog.refresh() if refresh else catalog.entries
+        return [entry.title for entry in entries]
+
+    def current_checkpoint_title(self) -> str | None:
+        """The option's checkpoint as a dropdown title (the option may hold a name, title or hash)."""
+        wanted = self.options.sd_model_checkpoint
+        manager = self.services.manager
+        if not wanted and manager is not None and manager.current is not None:
+            return manager.current.info.title
+        if wanted:
+            entry = self.services.catalog.find(str(wanted))
+            return entry.title if entry is not None else str(wanted)
+        titles = self.checkpoint_titles()
+        return titles[0] if titles else None
+
+    def vae_choices(self) -> list[str]:
+        folder = self.settings.model_paths.vae
+        names = []
+        if folder.is_dir():
+            names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".ckpt")
+                           or (p / "config.json").is_file())
+        return ["Automatic", "None", *names]
+
+    def sampler_names(self) -> list[str]:
+        return [spec.name for spec in self.services.samplers.samplers]
+
+    def default_sampler(self) -> str:
+        names = self.sampler_names()
+        for name in PREFERRED_SAMPLERS:
+            if name in names:
+                return name
+        return names[0] if names else "Default"
+
+    def schedule_labels(self) -> list[str]:
+        return [schedule.label for schedule in self.services.samplers.schedules]
+
+    def hires_upscalers(self) -> list[str]:
+        names = self._upscaler_names()
+        return list(dict.fromkeys([*DEFAULT_HIRES_UPSCALERS, *names]))
+
+    def extras_upscalers(self) -> list[str]:
+        return list(dict.fromkeys([*DEFAULT_EXTRAS_UPSCALERS, *self._upscaler_names()]))
+
+    def _upscaler_names(self) -> list[str]:
+        service = self.extension("upscalers")
+        if service is None:
+            return []
+        try:
+            items = service.names() if hasattr(service, "names") else list(service)
+            return [str(getattr(item, "name", item)) for item in items]
+        except Exception:
+            log.exception("listing upscalers failed")
+            return []
+
+    # -- styles ----------------------------------------------------------------------------------------------
+    def style_names(self) -> list[str]:
+        styles = self.extension("styles")
+        if styles is None:
+            return []
+        try:
+            if hasattr(styles, "names"):
+                return list(styles.names())
+            if hasattr(styles, "styles"):
+                return list(styles.styles)
+        except Exception:
+            log.exception("listing styles failed")
+        return []
+
+    def apply_styles(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
+        styles = self.extension("styles")
+        if styles is None or not names:
+            return prompt, negative
+        if hasattr(styles, "apply"):
+            return tuple(styles.apply(prompt, negative, names))  # type: ignore[return-value]
+        return (styles.apply_styles_to_prompt(prompt, names),
+                styles.apply_negative_styles_to_prompt(negative, names))
+
+    def save_style(self, name: str, prompt: str, negative: str) -> None:
+        styles = self.extension("styles")
+        if styles is None:
+            raise RuntimeError("no styles service is installed")
+        if hasattr(styles, "save_style"):
+            styles.save_style(name, prompt, negative)
+        else:
+            styles.save(name, prompt, negative)
+
+    # -- scripts ---------------------------------------------------------------------------------------------
+    def scripts(self, is_img2img: bool) -> list[Any]:
+        runner = self.extension("scripts")
+        if runner is None or not hasattr(runner, "scripts"):
+            return []
+        try:
+            return list(runner.scripts(is_img2img))
+        except Exception:
+            log.exception("listing scripts failed")
+            return []
+
+    # -- tokens ----------------------------------------------------------------------------------------------
+    def token_count(self, text: str) -> tuple[int, int]:
+        """(tokens, limit): the limit grows in chunks of 75 as A1111's counter does."""
+        tokenizer = None
+        manager = self.services.manager
+        if manager is not None and manager.current is not None:
+            tokenizer = getattr(manager.current.pipe, "tokenizer", None)
+        if tokenizer is not None:
+            try:
+                count = len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+            except Exception:
+                count = len(text.split())
+        else:
+            count = len(text.split())
+        limit = max(75, ((count + 74) // 75) * 75)
+        return count, limit
+
+    # -- per-session jobs ------------------------------------------------------------------------------------
+    def remember_job(self, session: str, tab: str, job_id: str | None) -> None:
+        with self._lock:
+            if job_id is None:
+                self._jobs.pop((session, tab), None)
+            else:
+                self._jobs[(session, tab)] = job_id
+
+    def job_of(self, session: str, tab: str) -> str | None:
+        with self._lock:
+            return self._jobs.get((session, tab))
+
+    # -- extensions ------------------------------------------------------------------------------------------
+    @staticmethod
+    def extensions_root() -> Any:
+        return REPO_ROOT / "extensions"

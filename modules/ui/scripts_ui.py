@@ -1,0 +1,125 @@
+"""The Script dropdown and the always-visible scripts' sections of a generation tab.
+
+A1111's Script API is positional by nature (``ui()`` returns a list of components whose values become
+``run(p, *args)``), so this is the one place where the UI maps components by position: each script's own
+component list is turned into *that script's* ``script_args`` / ``alwayson_scripts[title]["args"]``, never
+into one global argument array.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from modules.ui.context import UiContext
+
+log = logging.getLogger(__name__)
+
+NO_SCRIPT = "None"
+
+
+def _is_component(value: Any) -> bool:
+    return isinstance(value, gr.components.Component)
+
+
+def _show_kind(script: Any, is_img2img: bool) -> str:
+    """"selectable", "alwayson" or "hidden" from ``show()`` (A1111's AlwaysVisible is a non-bool sentinel)."""
+    if getattr(script, "alwayson", False):
+        return "alwayson"
+    try:
+        shown = script.show(is_img2img) if hasattr(script, "show") else True
+    except Exception:
+        log.exception("script %r: show() failed", script)
+        return "hidden"
+    if shown is True:
+        return "selectable"
+    if shown is False or shown is None:
+        return "hidden"
+    return "alwayson"
+
+
+def _title(script: Any) -> str:
+    try:
+        return str(script.title())
+    except Exception:
+        return type(script).__name__
+
+
+@dataclass
+class ScriptSection:
+    dropdown: gr.Dropdown | None = None
+    selectable: dict[str, list[Any]] = field(default_factory=dict)
+    alwayson: dict[str, list[Any]] = field(default_factory=dict)
+    groups: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def components(self) -> list[Any]:
+        comps = [c for comps in (*self.selectable.values(), *self.alwayson.values()) for c in comps]
+        return ([self.dropdown] if self.dropdown is not None else []) + comps
+
+    def collect(self, values: Mapping[Any, Any]) -> dict[str, Any]:
+        """Request fields for the scripts: ``script_name``/``script_args`` and ``alwayson_scripts`` by title."""
+        result: dict[str, Any] = {}
+        name = values.get(self.dropdown) if self.dropdown is not None else None
+        if name and name != NO_SCRIPT and name in self.selectable:
+            result["script_name"] = name
+            result["script_args"] = [values.get(comp) for comp in self.selectable[name]]
+        alwayson = {title: {"args": [values.get(comp) for comp in comps]} for title, comps in self.alwayson.items()}
+        if alwayson:
+            result["alwayson_scripts"] = alwayson
+        return result
+
+
+def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSection:
+    """Render the scripts of one tab inside the current Blocks context."""
+    section = ScriptSection()
+    scripts = ctx.scripts(is_img2img)
+    if not scripts:
+        return section
+    selectable = [s for s in scripts if _show_kind(s, is_img2img) == "selectable"]
+    alwayson = [s for s in scripts if _show_kind(s, is_img2img) == "alwayson"]
+
+    for script in alwayson:
+        title = _title(script)
+        with gr.Accordion(title, open=False, elem_id=f"{tab}_script_{_slug(title)}"):
+            section.alwayson[title] = _script_controls(script, is_img2img)
+
+    if selectable:
+        titles = [_title(s) for s in selectable]
+        section.dropdown = gr.Dropdown([NO_SCRIPT, *titles], value=NO_SCRIPT, label="Script",
+                                       elem_id=f"{tab}_script_dropdown")
+        for script, title in zip(selectable, titles, strict=True):
+            with gr.Column(visible=False, elem_id=f"{tab}_script_{_slug(title)}") as group:
+                section.selectable[title] = _script_controls(script, is_img2img)
+            section.groups[title] = group
+
+        groups = section.groups
+
+        def show_selected(name: str) -> dict[Any, Any]:
+            return {group: gr.update(visible=(title == name)) for title, group in groups.items()}
+
+        section.dropdown.change(show_selected, section.dropdown, list(groups.values()), queue=False,
+                                show_progress="hidden")
+    return section
+
+
+def _script_controls(script: Any, is_img2img: bool) -> list[Any]:
+    try:
+        made = script.ui(is_img2img) if hasattr(script, "ui") else []
+    except Exception:
+        log.exception("script %r: ui() failed; it runs with no controls", _title(script))
+        gr.Markdown(f"*{_title(script)}: its controls could not be built (see the server log)*")
+        return []
+    if made is None:
+        return []
+    if isinstance(made, dict):  # some scripts return {name: component}
+        made = list(made.values())
+    return [comp for comp in made if _is_component(comp)]
+
+
+def _slug(title: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in title.lower()).strip("_")
