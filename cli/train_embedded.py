@@ -43,17 +43,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoints and logs (gitignored)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--vae-steps", type=int, default=500)
+    parser.add_argument("--vae-steps", type=int, default=800)
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-5)
     parser.add_argument("--steps", type=int, default=7000, help="text encoder + UNet steps")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="UNet LR after warmup; constant + EMA lets a run stop at any checkpoint unchanged")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--ema-decay", type=float, default=0.998)
     parser.add_argument("--dropout", type=float, default=0.1, help="share of empty prompts (for CFG)")
-    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint and stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop stage 2 at this step (0: run to the end)")
     return parser.parse_args(argv)
@@ -226,7 +228,8 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         noisy = a * latents + s * noise
         target = a * noise - s * latents  # v-prediction
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
+            group["lr"] = (cosine_lr(step, args.steps, args.lr, args.warmup) if args.schedule == "cosine"
+                           else args.lr * min(1.0, (step + 1) / args.warmup))
         hidden = text_encoder(encode_ids(prompts))[0]
         pred = unet(noisy, timesteps, hidden).sample
         loss = F.mse_loss(pred, target)

@@ -1,0 +1,1 @@
+"""Execution backends (torch, onnxruntime, openvino, tensorrt) for a loaded model; see :mod:`.base`."""

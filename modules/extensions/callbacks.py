@@ -33,7 +33,7 @@ CALLBACK_NAMES = (
 
 @dataclass
 class ImageSaveParams:
-    """A1111's ``ImageSaveParams``: ``on_before_image_saved`` callbacks may change ``image``/``filename``/``pnginfo``."""
+    """A1111's ``ImageSaveParams``: ``on_before_image_saved`` callbacks may change image, filename, pnginfo."""
 
     image: Any
     p: Any

@@ -34,7 +34,15 @@ _PROCESS: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.Cont
 
 
 def bind(services: Any) -> Binding:
-    """Point the façade at ``services`` (the composition root's ``Services``, or any object with its fields)."""
+    """Point the façade at ``services`` (the composition root's ``Services``, or any object with its fields).
+
+    Binding other services starts over (callbacks, extension options): they belonged to the previous ones.
+    """
+    if _BINDING.services is not services:
+        _BINDING.callbacks = CallbackRegistry()
+        _BINDING.option_infos = {}
+        _BINDING.onchange = {}
+        _BINDING.state_overrides = {}
     _BINDING.services = services
     return _BINDING
 

@@ -19,7 +19,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -67,7 +66,7 @@ def load_script_module(file: ScriptFile, errors: list[ScriptError]) -> ModuleTyp
     try:
         with compat.loading_basedir(file.basedir), compat.callbacks().loading(file.path, file.owner):
             spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - a script may call sys.exit() or raise anything at import
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         sys.modules.pop(name, None)

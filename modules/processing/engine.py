@@ -126,7 +126,7 @@ def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
     embeds: torch.Tensor | None = None
     added: dict[str, torch.Tensor] | None = None
     cond_parts: list[torch.Tensor] = []
-    uncond_part: torch.Tensor | None = None
+    uncond_part: Conditioning | None = None
     weights = [weight for _, weight in request.conds]
     for index, t in enumerate(timesteps):
         if request.control.should_stop():
@@ -148,10 +148,14 @@ def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
         if inpaint is not None and inpaint.masked_image_latents is not None:
             extra = torch.cat([inpaint.mask, inpaint.masked_image_latents], dim=1)
             latent_input = torch.cat([latent_input, torch.cat([extra] * copies)], dim=1)
-        state = DenoiseState(sampling_step, total, t, latents, latent_input, cond_parts,
+        state = DenoiseState(sampling_step, total, t, latents, latent_input, list(cond_parts),
                              uncond_part.embeds if uncond_part is not None else None)
         for hook in request.hooks:
             hook.before_unet(state)
+        replaced = len(state.cond) != len(cond_parts) or any(a is not b for a, b in zip(state.cond, cond_parts))
+        if replaced or (uncond_part is not None and state.uncond is not uncond_part.embeds):
+            # a CFG hook replaced the text conditioning for this step (A1111 on_cfg_denoiser semantics)
+            embeds = torch.cat(([state.uncond] if state.uncond is not None else []) + list(state.cond))
         unet_extra = request.unet_kwargs(index, state.latent_input, embeds) if request.unet_kwargs else {}
         noise_pred = unet(state.latent_input, t, encoder_hidden_states=embeds, timestep_cond=None,
                           cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False, **unet_extra)[0]

@@ -18,13 +18,14 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 
 from modules.core.errors import JobCancelled, UserInputError
-from modules.processing import engine
+from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
 from modules.processing.run import EASEL_VERSION, ModelProvider, ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
+from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class Processor:
     """Run after styles, before seeds: wildcards, extra networks (LoRA) activation, ..."""
     finalizers: list[Callable[[ProcessingRun], None]] = field(default_factory=list)
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
+    upscalers: Any = None
+    """Pixel upscalers for hires fix (``modules.upscalers.UpscalerRegistry``); None = the built-in resamplers."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
         control = control or StepControl()
@@ -221,16 +224,23 @@ class Processor:
                 elif run.inpainting_fill == 3:
                     latents = latents * (1 - mask)
                 masked = None
-                if unet.config.in_channels == 9:
+                if unet.config.in_channels == 9 and init_state.latent_mask_hard is not None:
                     masked = init_state.masked_latents_for(indices, generators).to(device, dtype)
                     mask = init_state.latent_mask_hard.to(device, dtype).expand(len(indices), -1, -1, -1)
                 inpaint = InpaintSetup(mask=mask, init_latents=init_latents, noise=noise, masked_image_latents=masked)
         added_time_ids = _sdxl_time_ids(pipe, run, len(indices), device, dtype)
+        extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
+                                                  engine.do_cfg(unet, run.cfg_scale)))
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
-            generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint,
+            generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
             hooks=list(run.denoise_hooks), control=control, steps_for_report=steps_total)
         latents = engine.denoise(unet, scheduler, request)
+        if init_state is None and run.enable_hr:  # hook point: the txt2img batch's latents are ready
+            latents, hr_model, hr_warnings = hires.second_pass(hires.FirstPass(
+                self, run, model, conditioner, plan, indices, prompts, negatives, latents, control))
+            vae, pipe = hr_model.pipe.vae, hr_model.pipe
+            warnings = [*warnings, *hr_warnings]
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if init_state is not None:

@@ -1,0 +1,1 @@
+"""Weight quantization (bitsandbytes, optimum-quanto, torchao, NNCF for OpenVINO) behind one protocol."""

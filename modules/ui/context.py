@@ -96,43 +96,44 @@ class UiContext:
         if service is None:
             return []
         try:
-            items = service.names() if hasattr(service, "names") else list(service)
-            return [str(getattr(item, "name", item)) for item in items]
+            if hasattr(service, "names"):
+                return [str(name) for name in service.names()]
+            items = service.list() if callable(getattr(service, "list", None)) else list(service)
+            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
         except Exception:
             log.exception("listing upscalers failed")
             return []
 
     # -- styles ----------------------------------------------------------------------------------------------
     def style_names(self) -> list[str]:
+        """Names from the styles service (``styles()`` -> dicts, as ``/sdapi/v1/prompt-styles``)."""
         styles = self.extension("styles")
         if styles is None:
             return []
         try:
-            if hasattr(styles, "names"):
-                return list(styles.names())
-            if hasattr(styles, "styles"):
-                return list(styles.styles)
+            items = styles.styles() if callable(getattr(styles, "styles", None)) else getattr(styles, "styles", [])
+            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
         except Exception:
             log.exception("listing styles failed")
-        return []
+            return []
 
     def apply_styles(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
         styles = self.extension("styles")
         if styles is None or not names:
             return prompt, negative
-        if hasattr(styles, "apply"):
-            return tuple(styles.apply(prompt, negative, names))  # type: ignore[return-value]
-        return (styles.apply_styles_to_prompt(prompt, names),
-                styles.apply_negative_styles_to_prompt(negative, names))
+        new_prompt, new_negative = styles.apply(prompt, negative, names)
+        return new_prompt, new_negative
 
     def save_style(self, name: str, prompt: str, negative: str) -> None:
+        """Add or replace a style in ``styles.csv`` through the service's store (saved atomically there)."""
+        from modules.processing.prompt_parser import PromptStyle
+
         styles = self.extension("styles")
         if styles is None:
             raise RuntimeError("no styles service is installed")
-        if hasattr(styles, "save_style"):
-            styles.save_style(name, prompt, negative)
-        else:
-            styles.save(name, prompt, negative)
+        store = styles.reload_if_changed() if hasattr(styles, "reload_if_changed") else styles.store
+        store.set(PromptStyle(name, prompt, negative))
+        store.save()
 
     # -- scripts ---------------------------------------------------------------------------------------------
     def scripts(self, is_img2img: bool) -> list[Any]:

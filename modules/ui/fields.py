@@ -42,7 +42,8 @@ def parse_override_text(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise UserInputError("override_settings", f"must be a JSON object such as {{\"eta_ddim\": 0.5}} ({exc})") from exc
+        message = f'must be a JSON object such as {{"eta_ddim": 0.5}} ({exc})'
+        raise UserInputError("override_settings", message) from exc
     if not isinstance(value, dict):
         raise UserInputError("override_settings", "must be a JSON object of option key -> value")
     return value

@@ -35,7 +35,8 @@ class JobUpdate:
         return self.job is not None
 
 
-def follow_job(queue: Any, job_id: str, *, poll: float = POLL_SECONDS, timeout: float | None = None) -> Iterator[JobUpdate]:
+def follow_job(queue: Any, job_id: str, *, poll: float = POLL_SECONDS,
+               timeout: float | None = None) -> Iterator[JobUpdate]:
     """Yield a :class:`JobUpdate` per tick until the job ends; the last one carries the final ``job``."""
     started = time.monotonic()
     last_preview_id = -1
@@ -88,4 +89,5 @@ def progress_html(text: str, fraction: float, *, status: str = "running") -> str
     percent = max(0.0, min(1.0, fraction)) * 100
     css = "easel-error" if text.startswith("Error") else f"easel-{status}"
     return (f'<div class="easel-progress {css}"><div class="easel-bar"><div class="easel-fill" '
-            f'style="width:{percent:.0f}%"></div></div><div class="easel-progress-text">{html.escape(text)}</div></div>')
+            f'style="width:{percent:.0f}%"></div></div>'
+            f'<div class="easel-progress-text">{html.escape(text)}</div></div>')

@@ -206,14 +206,36 @@ def test_pickle_checkpoints_need_explicit_permission(tmp_path: Path) -> None:
     from modules.models.families.tiny import build_tiny_pipeline
 
     family = FAMILIES["sd15"]
-    pipe = build_tiny_pipeline(family)
+    paths = save_tiny_checkpoints(family, tmp_path)
     path = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": pipeline_to_ldm(pipe, family)}, path)
+    torch.save({"state_dict": pipeline_to_ldm(build_tiny_pipeline(family), family)}, path)
     for call in (lambda: detect(path), lambda: family.load(path, torch_dtype=torch.float32)):
         with pytest.raises(PickleRefusedError, match="--allow-pickle"):
             call()
     assert detect(path, allow_pickle=True) is family
     assert read_header(path, allow_pickle=True).format == "pickle"
+    pipe = family.load(path, torch_dtype=torch.float32, allow_pickle=True, config_dir=paths["config"])
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+
+
+@pytest.mark.parametrize("family_name", ALL_FAMILIES)
+def test_shipped_config_dir_is_complete_for_its_pipeline(family_name: str) -> None:
+    """Every component the pipeline needs is named in configs/<family>; the scheduler builds from it offline."""
+    import diffusers
+
+    family = FAMILIES[family_name]
+    index = json.loads((family.config_dir / "model_index.json").read_text())
+    assert index["_class_name"] == family.pipeline_class_name
+    scheduler_cls = getattr(diffusers, family.default_scheduler_class_name())
+    scheduler = scheduler_cls.from_pretrained(str(family.config_dir), subfolder="scheduler", local_files_only=True)
+    assert scheduler.config.get("prediction_type", "epsilon") == family.prediction_type
+    unet = json.loads((family.config_dir / "unet" / "config.json").read_text())
+    assert unet["in_channels"] == (9 if family.is_inpaint else 4)
+    vae = json.loads((family.config_dir / "vae" / "config.json").read_text())
+    assert unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1) == family.default_size[0]
+    for name, entry in index.items():
+        if isinstance(entry, list) and entry[0] is not None and not name.startswith("tokenizer"):
+            assert (family.config_dir / name).is_dir(), f"{family_name}: configs lack {name}/"
 
 
 # Published parameter counts (millions) of the real architectures whose configs ship in configs/.

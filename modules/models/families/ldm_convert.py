@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING as _MAPPING
+
+# diffusers types the table loosely (dict[str, object]); it is nested str -> str maps.
+DIFFUSERS_TO_LDM_MAPPING: dict[str, Any] = _MAPPING
 
 _UNET_RESNET_NAMES = (
     ("norm1", "in_layers.0"),

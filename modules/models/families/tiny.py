@@ -7,7 +7,6 @@ CLIP tokenizer from configs/ is used so prompts tokenize exactly as in productio
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -218,8 +217,8 @@ def pipeline_to_ldm(pipe: Any, family: ModelFamily) -> dict[str, torch.Tensor]:
     """The whole pipeline as one original-layout state dict, with the family's text-encoder prefixes."""
     state = prefixed(UNET, unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
     state.update(prefixed("first_stage_model.", vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config)))
-    text = getattr(pipe, "text_encoder", None)
-    text_2 = getattr(pipe, "text_encoder_2", None)
+    text: Any = getattr(pipe, "text_encoder", None)
+    text_2: Any = getattr(pipe, "text_encoder_2", None)
     if text_2 is None:  # SD 1.x / 2.x
         if text.config.hidden_act == "gelu":
             state.update(prefixed(SD2_TEXT, open_clip_to_ldm(text.state_dict())))
@@ -267,6 +266,3 @@ def save_tiny_checkpoints(family: ModelFamily, root: Path) -> dict[str, Path]:
     config = write_config_dir(folder, root / f"{family.name}-config")
     return {"folder": folder, "single": single, "config": config}
 
-
-def describe(paths: dict[str, Path]) -> str:
-    return json.dumps({key: str(value) for key, value in paths.items()})

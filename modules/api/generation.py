@@ -1,0 +1,184 @@
+"""Turning a generation request into a queued job, shared by ``/sdapi/v1`` and ``/sdapi/v2``.
+
+Everything that can be checked before the job reaches the device is checked here, so a bad request is a 4xx
+at once instead of a failed job later: the sampler name (with A1111's schedule suffix split), the schedule
+type, ``override_settings`` keys and values, the checkpoint they name, the init images of img2img, and the
+script names (through the scripts service, when an extension provides one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.settings import Options, validate_option_changes
+from modules.jobs import Job, JobStatus
+from modules.processing.image_store import decode_base64_image
+from modules.processing.infotext import infotext_to_params, parse_infotext
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+
+PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
+SAME_AS_FIRST_PASS = ("", "Use same sampler")
+READY_POLL_SECONDS = 0.05
+
+
+async def wait_ready(services: Any, timeout: float = 300.0) -> None:
+    """Await the warm-up without blocking the event loop or holding a worker thread (it polls an Event)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not services.ready.is_set():
+        if loop.time() >= deadline:
+            raise EaselError("the processing core is still starting; try again in a moment")
+        await asyncio.sleep(READY_POLL_SECONDS)
+
+
+def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
+    """Validate outside FastAPI's body parsing; a failure is a 422 naming the field, not a 500."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        raise UserInputError(field, f"{origin}{first.get('msg', 'invalid value')}") from exc
+
+
+def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
+    """A1111's ``infotext`` request field: pasted parameters fill the fields the client did not set.
+
+    Setting-type keys go to ``override_settings`` (the client's own overrides win). The checkpoint named in the
+    infotext is not pasted unless the ``disable_weights_auto_swap`` option is false (A1111's default keeps the
+    selected model when parameters are pasted).
+    """
+    if not params.infotext:
+        return params
+    options: Options = services.settings.options
+    extras = options.model_extra or {}
+    skip = extras.get("infotext_skip_pasting") or []
+    parsed = parse_infotext(params.infotext)
+    fields, overrides = infotext_to_params(parsed, current_options=options.model_dump(),
+                                           skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
+    if extras.get("disable_weights_auto_swap", True):
+        overrides.pop("sd_model_checkpoint", None)
+    data = params.model_dump(exclude_unset=True)
+    model_fields = type(params).model_fields
+    for key, value in fields.items():
+        if key in model_fields and key not in params.model_fields_set:
+            data[key] = value
+    if overrides:
+        data["override_settings"] = {**overrides, **params.override_settings}
+    return validate_params(type(params), data, origin="(from infotext) ")
+
+
+def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, field: str, schedule_field: str) -> None:
+    try:
+        services.samplers.split_sampler_and_schedule(sampler, scheduler)
+    except UserInputError as exc:
+        if exc.field in ("sampler_name", "scheduler"):
+            name = field if exc.field == "sampler_name" else schedule_field
+            raise UserInputError(name, exc.reason) from exc
+        raise
+
+
+def check_checkpoint(services: Any, name: str, field: str) -> None:
+    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
+    catalog = services.catalog
+    if catalog.find(name) is not None:
+        return
+    catalog.refresh()
+    if catalog.find(name) is None:
+        available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
+        raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+
+
+def check_override_settings(services: Any, overrides: dict[str, Any]) -> None:
+    if not overrides:
+        return
+    try:
+        validate_option_changes(services.settings.options, overrides)
+    except UserInputError as exc:
+        raise UserInputError(f"override_settings.{exc.field}", exc.reason) from exc
+    checkpoint = overrides.get("sd_model_checkpoint")
+    if checkpoint:
+        check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
+
+
+def _check_init_images(params: Img2ImgParams) -> None:
+    for index, image in enumerate(params.init_images or []):
+        decode_base64_image(image, f"init_images[{index}]")
+    if params.mask:
+        decode_base64_image(params.mask, "mask")
+
+
+async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
+    """Fill, normalise and check a request; returns the params to submit (raises 4xx EaselErrors)."""
+    params = apply_infotext(services, params)
+    if params.sampler_name is None and isinstance(params.sampler_index, str) and params.sampler_index.strip():
+        # A1111 uses ``sampler_name or sampler_index`` (default "Euler") for API requests.
+        params = validate_params(type(params), {**params.model_dump(exclude_unset=True),
+                                                "sampler_name": params.sampler_index})
+    _check_sampler(services, params.sampler_name, params.scheduler, "sampler_name", "scheduler")
+    if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_sampler_name not in (None,
+                                                                                                *SAME_AS_FIRST_PASS):
+        _check_sampler(services, params.hr_sampler_name, params.hr_scheduler, "hr_sampler_name", "hr_scheduler")
+    check_override_settings(services, params.override_settings)
+    if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
+            None, "", "Use same checkpoint"):
+        check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+    if isinstance(params, Img2ImgParams):
+        if not params.init_images:
+            raise NotFoundError("init_images: img2img needs at least one init image (base64)")
+        await asyncio.to_thread(_check_init_images, params)
+    scripts = services.extensions.get("scripts")
+    if scripts is not None and hasattr(scripts, "validate"):
+        scripts.validate(params)
+    return params
+
+
+def submit(services: Any, kind: str, params: GenerationParams, *, source: str) -> Job:
+    payload = params.model_dump(mode="json")
+    payload["_save_samples"] = bool(params.save_images)
+    return services.queue.submit(kind, payload, job_id=params.force_task_id, source=source, id_field="force_task_id")
+
+
+def echo_parameters(params: GenerationParams) -> dict[str, Any]:
+    """A1111's ``parameters``: the validated request; img2img leaves out its images unless include_init_images."""
+    echoed = params.model_dump(mode="json")
+    if isinstance(params, Img2ImgParams) and not params.include_init_images:
+        echoed["init_images"] = None
+        echoed["mask"] = None
+    return echoed
+
+
+def result_paths(services: Any, job: Job) -> list[Path]:
+    """Files of a finished job's result (names listed in the result only; they live in ``jobs/<id>/``)."""
+    result = job.result or {}
+    folder = services.settings.data_paths.job_results / job.id
+    paths = []
+    for name in result.get("images") or []:
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            continue
+        paths.append(folder / name)
+    return paths
+
+
+def read_base64(paths: list[Path]) -> list[str]:
+    return [base64.b64encode(path.read_bytes()).decode("ascii") for path in paths]
+
+
+def raise_for_job(job: Job) -> None:
+    """Turn a job that did not succeed into the error a synchronous (v1) caller gets."""
+    from modules.api.errors import job_error
+
+    if job.status is JobStatus.SUCCEEDED:
+        return
+    if job.status is JobStatus.CANCELLED:
+        error = EaselError(f"job {job.id} was cancelled")
+        error.status_code = 409
+        error.error_name = "Cancelled"
+        raise error
+    raise job_error(job.error or f"job {job.id} failed")

@@ -1,0 +1,235 @@
+"""``/sdapi/v2``: Easel's own job API over the same queue as ``/sdapi/v1`` and the UI.
+
+Routes
+------
+- ``POST /sdapi/v2/jobs`` submits a job and answers **202** at once with ``{id, status, position}``. The body is
+  ``{"type": "txt2img" | "img2img", "params": {...}}`` where ``params`` is exactly a ``/sdapi/v1/txt2img`` or
+  ``/img2img`` request (same fields, defaults and checks). A bare v1 payload with an added ``"type"`` field is
+  accepted too (``type`` defaults to ``txt2img``). ``params.force_task_id`` becomes the job id. Bad input is a
+  422 naming the field (``params.width`` in the envelope form, ``width`` in the bare form).
+- ``GET /sdapi/v2/jobs`` lists jobs in FIFO order (``?status=queued,running``, ``limit``, ``offset``,
+  ``newest_first``); ``GET /sdapi/v2/jobs/{id}`` gives one job: status, progress, eta, position (0 running,
+  1 next, null finished), error, result (image URLs, info, infotexts, warnings) and its params (long strings such
+  as base64 images elided).
+- ``GET /sdapi/v2/jobs/{id}/images/{n}`` serves result image ``n`` (only files the job's result lists).
+- ``GET /sdapi/v2/jobs/{id}/events`` is a Server-Sent-Events stream (see below).
+- ``DELETE /sdapi/v2/jobs/{id}`` cancels a queued job at once or a running one within a sampler step, waits up
+  to a few seconds for the final state and answers 200 with the job; 404 if unknown, 409 if already finished.
+
+Persistence and restart policy
+------------------------------
+Jobs live in SQLite in the data dir (``queue.sqlite3``). After a restart, jobs that were **queued** are still
+queued and run in their original FIFO order; a job that was **running** when the server stopped (or crashed) is
+marked **failed** with the error ``"interrupted: server stopped while the job ran"`` rather than re-run, since it
+may have partly written outputs and its client may have given up. Finished jobs, with their result files under
+``jobs/<id>/``, stay retrievable until the retention limit (option ``job_retention_count``) prunes them.
+
+SSE event format
+----------------
+``Content-Type: text/event-stream``. The stream opens with ``retry: 2000``, then one message per progress event::
+
+    id: <n>                 (0, 1, 2, ... per job; a gap means a slow client missed intermediate progress)
+    event: progress         ("final" for the last message)
+    data: {"id": ..., "status": "queued"|"running"|..., "step": s, "total": t, "batch_no": b, "batch_count": c,
+           "progress": 0..1, "eta": seconds|null, "textinfo": str|null, "preview": base64 PNG (only with
+           ?previews=1 and when the step produced one)}
+
+The first message is the job's state when the client subscribed. The ``final`` message adds ``"job"``: the full
+job view as ``GET /sdapi/v2/jobs/{id}`` returns it (status succeeded/failed/cancelled, error, result); the
+stream then ends. A comment line (``: keep-alive``) is sent every 15 s of silence. Subscribing to a finished job
+yields just its final message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import FileResponse, StreamingResponse
+
+from modules.api import generation
+from modules.api.errors import error_response
+from modules.api.schemas import JobList, JobSubmitted, JobView
+from modules.api.sdapi_v1 import encode_preview
+from modules.core.errors import NotFoundError, UserInputError
+from modules.jobs import Job, JobEvent, JobStatus, validate_job_id
+
+SOURCE = "api-v2"
+KEEPALIVE_SECONDS = 15.0
+CANCEL_WAIT_SECONDS = 10.0
+ELIDE_OVER_CHARS = 1024
+SUBMIT_EXAMPLE = {"type": "txt2img", "params": {"prompt": "a red circle", "steps": 20, "width": 512, "height": 512}}
+
+
+def _elide(value: Any) -> Any:
+    """The payload with long strings (base64 images) replaced by a note, for job views."""
+    if isinstance(value, str) and len(value) > ELIDE_OVER_CHARS:
+        return f"<{len(value)} characters elided>"
+    if isinstance(value, dict):
+        return {key: _elide(item) for key, item in value.items() if not str(key).startswith("_")}
+    if isinstance(value, list):
+        return [_elide(item) for item in value]
+    return value
+
+
+def job_view(services: Any, job: Job, *, with_params: bool = False) -> dict[str, Any]:
+    result = None
+    if job.result is not None:
+        result = {key: value for key, value in job.result.items() if key not in ("saved", "finished_at")}
+        if "images" in result:
+            count = len(generation.result_paths(services, job))
+            result["images"] = [f"/sdapi/v2/jobs/{job.id}/images/{index}" for index in range(count)]
+    return {
+        "id": job.id, "seq": job.seq, "type": job.kind, "source": job.source, "status": job.status.value,
+        "position": None if job.finished else services.queue.position(job.id),
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "progress": job.progress, "step": job.step, "total_steps": job.total_steps, "batch_no": job.batch_no,
+        "batch_count": job.batch_count, "eta": job.eta_seconds, "textinfo": job.textinfo, "error": job.error,
+        "result": result, "params": _elide(job.payload) if with_params else None,
+    }
+
+
+def _event_data(services: Any, event: JobEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": event.job_id, "status": event.status.value, "step": event.step, "total": event.total_steps,
+        "batch_no": event.batch_no, "batch_count": event.batch_count, "progress": event.progress,
+        "eta": event.eta_seconds, "textinfo": event.textinfo,
+    }
+    if event.final and event.job is not None:
+        data["status"] = event.job.status.value
+        data["job"] = job_view(services, event.job)
+    return data
+
+
+def _parse_submission(body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+    """(type, params, field prefix for errors) from either body form."""
+    if not isinstance(body, dict):
+        raise UserInputError("body", "expected a JSON object")
+    if isinstance(body.get("params"), dict):
+        kind, params, prefix = body.get("type") or "txt2img", body["params"], "params."
+    else:
+        params = {key: value for key, value in body.items() if key != "type"}
+        kind, prefix = body.get("type") or "txt2img", ""
+    if kind not in generation.PARAMS_BY_TYPE:
+        raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(generation.PARAMS_BY_TYPE)}")
+    return kind, params, prefix
+
+
+def _parse_statuses(text: str | None) -> list[JobStatus] | None:
+    if not text:
+        return None
+    statuses = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        try:
+            statuses.append(JobStatus(part))
+        except ValueError:
+            allowed = ", ".join(status.value for status in JobStatus)
+            raise UserInputError("status", f"unknown status {part!r}; allowed: {allowed}") from None
+    return statuses
+
+
+def build_router(services: Any) -> APIRouter:
+    router = APIRouter(prefix="/sdapi/v2", tags=["sdapi v2 (Easel jobs)"])
+    queue = services.queue
+
+    def get_job(job_id: str) -> Job:
+        validate_job_id(job_id, field="id")
+        job = queue.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} not found (unknown, or pruned by the retention limit)")
+        return job
+
+    @router.post("/jobs", status_code=202, response_model=JobSubmitted)
+    async def submit_job(body: dict[str, Any] = Body(..., examples=[SUBMIT_EXAMPLE])) -> dict[str, Any]:
+        """Queue a txt2img/img2img job; answers at once with its id (see the module doc for the body forms)."""
+        kind, raw, prefix = _parse_submission(body)
+        try:
+            params = generation.validate_params(generation.PARAMS_BY_TYPE[kind], raw)
+            params = await generation.prepare(services, params)
+        except UserInputError as exc:
+            if prefix:
+                raise UserInputError(prefix + exc.field, exc.reason) from exc
+            raise
+        job = generation.submit(services, kind, params, source=SOURCE)
+        return {"id": job.id, "status": job.status.value, "position": queue.position(job.id)}
+
+    @router.get("/jobs", response_model=JobList)
+    async def list_jobs(status: str | None = Query(None, description="comma-separated: queued,running,..."),
+                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                        newest_first: bool = Query(False)) -> dict[str, Any]:
+        """Jobs in FIFO order (or newest first), optionally filtered by status."""
+        statuses = _parse_statuses(status)
+        jobs = await asyncio.to_thread(queue.list, statuses, limit, offset=offset, newest_first=newest_first)
+        views = [job_view(services, job) for job in jobs]
+        return {"jobs": views, "count": len(views)}
+
+    @router.get("/jobs/{job_id}", response_model=JobView)
+    async def read_job(job_id: str) -> dict[str, Any]:
+        """One job: status, progress, ETA, queue position, error, result (image URLs) and params."""
+        return job_view(services, get_job(job_id), with_params=True)
+
+    @router.get("/jobs/{job_id}/images/{index}", response_class=FileResponse)
+    async def job_image(job_id: str, index: int) -> FileResponse:
+        """Result image ``index`` of a finished job, as stored (infotext embedded)."""
+        job = get_job(job_id)
+        paths = generation.result_paths(services, job)
+        if not 0 <= index < len(paths):
+            raise NotFoundError(f"job {job_id!r} has no result image {index} ({len(paths)} available)")
+        path = paths[index]
+        if not await asyncio.to_thread(path.is_file):
+            raise NotFoundError(f"result image {index} of job {job_id!r} is no longer on disk")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type)
+
+    @router.get("/jobs/{job_id}/events", response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}}})
+    async def job_events(job_id: str, previews: bool = Query(False, description="include preview images")
+                         ) -> StreamingResponse:
+        """Server-Sent Events of the job's progress, ending with a ``final`` event (format: module doc)."""
+        validate_job_id(job_id, field="id")
+        subscription = queue.subscribe(job_id)  # NotFoundError (404) before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    event = await subscription.get_async(timeout=KEEPALIVE_SECONDS)
+                    if event is None:
+                        if subscription.finished:
+                            return
+                        yield ": keep-alive\n\n"
+                        continue
+                    data = _event_data(services, event)
+                    if previews and event.preview is not None:
+                        data["preview"] = await asyncio.to_thread(encode_preview, event.preview)
+                    name = "final" if event.final else "progress"
+                    yield f"id: {event.index}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+                    if event.final:
+                        return
+            finally:
+                subscription.close()
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    @router.delete("/jobs/{job_id}", response_model=JobView,
+                   responses={404: {"description": "unknown job"}, 409: {"description": "already finished"}})
+    async def cancel_job(job_id: str) -> Any:
+        """Cancel a queued or running job; answers with the job (cancelled once the worker has stopped it)."""
+        job = get_job(job_id)
+        if not job.finished and queue.cancel(job_id):
+            try:
+                job = await queue.wait_async(job_id, timeout=CANCEL_WAIT_SECONDS)
+            except TimeoutError:
+                job = queue.get(job_id) or job
+            return job_view(services, job)
+        job = queue.get(job_id) or job
+        return error_response(409, "Conflict", f"job {job_id!r} already finished ({job.status.value})",
+                              job=job_view(services, job))
+
+    return router

@@ -1,0 +1,225 @@
+"""Request and response models of the API that are not processing parameters.
+
+Generation requests are :class:`modules.processing.params.Txt2ImgParams` / ``Img2ImgParams`` themselves (the
+request model *is* the processing input); these are the other A1111 shapes (``webui-contract.md`` §2.1) and
+Easel's ``/sdapi/v2`` job views. Field names are the contract; A1111 clients read them by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Lenient(BaseModel):
+    """Requests ignore unknown keys (clients send fields of newer A1111 versions) and take null as default."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- generation responses -------------------------------------------------------------------------------------
+
+
+class TextToImageResponse(BaseModel):
+    images: list[str] = Field(default_factory=list, description="base64 images in samples_format, infotext inside")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="the request as validated")
+    info: str = Field("", description="A1111's Processed.js() JSON string")
+
+
+class ImageToImageResponse(TextToImageResponse):
+    pass
+
+
+# -- extras ---------------------------------------------------------------------------------------------------
+
+
+class ExtrasBaseRequest(_Lenient):
+    resize_mode: Literal[0, 1] = Field(0, description="0: scale by upscaling_resize; 1: to upscaling_resize_w/h")
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    codeformer_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    codeformer_weight: float = Field(0.0, ge=0.0, le=1.0)
+    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0)
+    upscaling_resize_w: int = Field(512, ge=1, le=8192)
+    upscaling_resize_h: int = Field(512, ge=1, le=8192)
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    upscale_first: bool = False
+
+
+class ExtrasSingleImageRequest(ExtrasBaseRequest):
+    image: str = Field("", description="base64 image or data URL")
+
+
+class FileData(_Lenient):
+    data: str = Field(..., description="base64 image or data URL")
+    name: str = ""
+
+
+class ExtrasBatchImagesRequest(ExtrasBaseRequest):
+    imageList: list[FileData] = Field(default_factory=list)  # A1111 field name
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str = ""
+    image: str = ""
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str = ""
+    images: list[str] = Field(default_factory=list)
+
+
+# -- png-info -------------------------------------------------------------------------------------------------
+
+
+class PNGInfoRequest(_Lenient):
+    image: str = ""
+
+
+class PNGInfoResponse(BaseModel):
+    info: str = ""
+    items: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- progress -------------------------------------------------------------------------------------------------
+
+
+class ProgressState(BaseModel):
+    skipped: bool = False
+    interrupted: bool = False
+    stopping_generation: bool = False
+    job: str = ""
+    job_count: int = 0
+    job_timestamp: str = "0"
+    job_no: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+
+
+class ProgressResponse(BaseModel):
+    progress: float = 0.0
+    eta_relative: float = 0.0
+    state: ProgressState = Field(default_factory=ProgressState)
+    current_image: str | None = None
+    textinfo: str | None = None
+
+
+class InternalProgressRequest(_Lenient):
+    id_task: str | None = None
+    id_live_preview: int = -1
+    live_preview: bool = True
+
+
+class InternalProgressResponse(BaseModel):
+    active: bool = False
+    queued: bool = False
+    completed: bool = False
+    progress: float | None = None
+    eta: float | None = None
+    live_preview: str | None = None
+    id_live_preview: int | None = None
+    textinfo: str | None = None
+
+
+# -- lists ----------------------------------------------------------------------------------------------------
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None = None
+    default_rho: float = -1
+    need_inner_model: bool = False
+
+
+class UpscalerItem(BaseModel):
+    name: str
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    scale: float | None = None
+
+
+class LatentUpscalerModeItem(BaseModel):
+    name: str
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str
+    config: str | None = None
+    # Easel extras
+    family: str | None = None
+    format: str | None = None
+    size: int | None = None
+
+
+class SDVaeItem(BaseModel):
+    model_name: str
+    filename: str
+
+
+class FaceRestorerItem(BaseModel):
+    name: str
+    cmd_dir: str | None = None
+
+
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+
+class ScriptsList(BaseModel):
+    txt2img: list[str] = Field(default_factory=list)
+    img2img: list[str] = Field(default_factory=list)
+
+
+# -- /sdapi/v2 ------------------------------------------------------------------------------------------------
+
+
+class JobView(BaseModel):
+    id: str
+    seq: int
+    type: str
+    source: str
+    status: str
+    position: int | None = Field(None, description="0: running; 1: next; null: finished")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float = 0.0
+    step: int = 0
+    total_steps: int = 0
+    batch_no: int = 0
+    batch_count: int = 1
+    eta: float | None = None
+    textinfo: str | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = Field(None, description="images as URLs; info, infotexts, warnings...")
+    params: dict[str, Any] | None = Field(None, description="the job payload (long strings such as images elided)")
+
+
+class JobSubmitted(BaseModel):
+    id: str
+    status: str
+    position: int | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView] = Field(default_factory=list)
+    count: int = 0

@@ -1,0 +1,247 @@
+"""The "extras" job: upscale (and face-restore) finished images, for ``/sdapi/v1/extra-single-image``,
+``/sdapi/v1/extra-batch-images`` and the Extras tab.
+
+Request fields and defaults are A1111's ``ExtrasSingleImageRequest``/``ExtrasBatchImagesRequest``:
+``resize_mode`` 0 scales by ``upscaling_resize``, 1 scales until ``upscaling_resize_w x upscaling_resize_h`` is
+covered and, with ``upscaling_crop``, crops the centre to exactly that size; ``upscaler_2`` is blended over
+``upscaler_1``'s result with ``extras_upscaler_2_visibility``. Face restoration runs only when a face
+restorer is installed; otherwise the result carries a note and the job still succeeds.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modules.core.atomic import atomic_write_bytes
+from modules.core.errors import UserInputError
+from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
+
+log = logging.getLogger(__name__)
+
+NONE_UPSCALER = "None"
+
+
+class ExtrasParams(BaseModel):
+    """Fields shared by the single-image and batch extras requests."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resize_mode: Literal[0, 1] = 0
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    codeformer_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    codeformer_weight: float = Field(0.0, ge=0.0, le=1.0)
+    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0)
+    upscaling_resize_w: int = Field(512, ge=1, le=8192)
+    upscaling_resize_h: int = Field(512, ge=1, le=8192)
+    upscaling_crop: bool = True
+    upscaler_1: str = NONE_UPSCALER
+    upscaler_2: str = NONE_UPSCALER
+    extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
+    upscale_first: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+class ExtrasSingleImageParams(ExtrasParams):
+    image: str = ""
+
+
+class ExtrasFile(BaseModel):
+    data: str
+    name: str = ""
+
+
+class ExtrasBatchImagesParams(ExtrasParams):
+    imageList: list[ExtrasFile] = Field(default_factory=list)  # noqa: N815 (A1111's field name)
+
+
+def parse_extras_payload(payload: dict[str, Any]) -> ExtrasSingleImageParams | ExtrasBatchImagesParams:
+    """A batch request has ``imageList``; anything else is a single-image request."""
+    if "imageList" in payload:
+        return ExtrasBatchImagesParams.model_validate(payload)
+    return ExtrasSingleImageParams.model_validate(payload)
+
+
+class FaceRestorer(Protocol):
+    name: str  # "GFPGAN" or "CodeFormer"
+
+    def restore(self, image: Image.Image, weight: float) -> Image.Image: ...
+
+
+@dataclass
+class ExtrasResult:
+    images: list[Image.Image]
+    infotexts: list[str]
+    names: list[str]
+    postprocess_info: list[str] = field(default_factory=list)  # the "Postprocess ..." line of each image
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def html_info(self) -> str:
+        """A1111's ``html_info``: the last image's postprocessing parameters, plus notes, as HTML paragraphs."""
+        parts = []
+        if self.postprocess_info and self.postprocess_info[-1]:
+            parts.append(f"<p>{html.escape(self.postprocess_info[-1])}</p>")
+        parts.extend(f"<p>{html.escape(note)}</p>" for note in self.notes)
+        return "\n".join(parts)
+
+
+@dataclass
+class ExtrasService:
+    """Runs extras jobs; upscalers come from :class:`~modules.upscalers.service.UpscalerService`."""
+
+    settings: Any  # Settings
+    upscalers: Any  # UpscalerService
+    image_store: Any = None  # ImageStore
+    face_restorers: dict[str, FaceRestorer] = field(default_factory=dict)
+
+    def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
+        params = parse_extras_payload(dict(job.payload))
+        save = bool(job.payload.get("_save_samples", job.payload.get("save_images", False)))
+        result = self.process(params, ctx=ctx, save=save)
+        return self.store_result(job.id, result)
+
+    def inputs(self, params: ExtrasParams) -> list[tuple[Image.Image, str]]:
+        if isinstance(params, ExtrasBatchImagesParams):
+            if not params.imageList:
+                raise UserInputError("imageList", "no images to process")
+            return [(decode_base64_image(item.data, f"imageList[{index}].data"), item.name)
+                    for index, item in enumerate(params.imageList)]
+        assert isinstance(params, ExtrasSingleImageParams)
+        return [(decode_base64_image(params.image, "image"), "")]
+
+    def process(self, params: ExtrasParams, *, ctx: Any = None, save: bool = False,
+                images: list[tuple[Image.Image, str]] | None = None) -> ExtrasResult:
+        items = images if images is not None else self.inputs(params)
+        self._check_upscalers(params)
+        result = ExtrasResult([], [], [])
+        for index, (image, name) in enumerate(items):
+            if ctx is not None:
+                if ctx.should_stop():
+                    result.interrupted = True
+                    break
+                ctx.report(index, len(items), textinfo=f"extras {index + 1}/{len(items)}")
+            processed, info, notes = self.process_image(image, params)
+            for note in notes:
+                if note not in result.notes:
+                    result.notes.append(note)
+            geninfo, _ = read_infotext(image)
+            infotext = f"{geninfo}\n{info}" if geninfo and info else (geninfo or info)
+            result.images.append(processed)
+            result.infotexts.append(infotext)
+            result.postprocess_info.append(info)
+            result.names.append(name)
+            if save:
+                self._save(processed, infotext, name)
+        if ctx is not None and not result.interrupted:
+            ctx.report(len(items), len(items))
+        return result
+
+    def _check_upscalers(self, params: ExtrasParams) -> None:
+        for field_name in ("upscaler_1", "upscaler_2"):
+            name = getattr(params, field_name)
+            if name != NONE_UPSCALER:
+                self.upscalers.get(name, field_name)
+
+    def process_image(self, image: Image.Image, params: ExtrasParams) -> tuple[Image.Image, str, list[str]]:
+        """One image: face restoration and upscaling in the requested order; returns image, infotext, notes."""
+        image = image.convert("RGB")
+        info: dict[str, Any] = {}
+        notes: list[str] = []
+        if params.upscale_first:
+            image = self._upscale(image, params, info)
+            image = self._restore_faces(image, params, info, notes)
+        else:
+            image = self._restore_faces(image, params, info, notes)
+            image = self._upscale(image, params, info)
+        return image, ", ".join(f"{key}: {value}" for key, value in info.items()), notes
+
+    def _upscale(self, image: Image.Image, params: ExtrasParams, info: dict[str, Any]) -> Image.Image:
+        if params.upscaler_1 == NONE_UPSCALER:
+            return image
+        if params.resize_mode == 1:
+            width, height = params.upscaling_resize_w, params.upscaling_resize_h
+            factor = max(width / image.width, height / image.height)
+            info["Postprocess upscale to"] = f"{width}x{height}"
+        else:
+            factor = params.upscaling_resize
+            info["Postprocess upscale by"] = _number(factor)
+        first = self.upscalers.upscale(image, factor, params.upscaler_1, "upscaler_1")
+        info["Postprocess upscaler"] = params.upscaler_1
+        if params.upscaler_2 != NONE_UPSCALER and params.extras_upscaler_2_visibility > 0:
+            second = self.upscalers.upscale(image, factor, params.upscaler_2, "upscaler_2")
+            if second.size != first.size:
+                second = second.resize(first.size, Image.Resampling.LANCZOS)
+            first = Image.blend(first, second, params.extras_upscaler_2_visibility)
+            info["Postprocess upscaler 2"] = params.upscaler_2
+        if params.resize_mode == 1 and params.upscaling_crop:
+            width, height = params.upscaling_resize_w, params.upscaling_resize_h
+            left, top = (first.width - width) // 2, (first.height - height) // 2
+            first = first.crop((left, top, left + width, top + height))
+            info["Postprocess crop to"] = f"{width}x{height}"
+        return first
+
+    def _restore_faces(self, image: Image.Image, params: ExtrasParams, info: dict[str, Any],
+                       notes: list[str]) -> Image.Image:
+        for name, visibility, weight in (("GFPGAN", params.gfpgan_visibility, None),
+                                         ("CodeFormer", params.codeformer_visibility, params.codeformer_weight)):
+            if visibility <= 0:
+                continue
+            restorer = self.face_restorers.get(name)
+            if restorer is None:
+                notes.append(f"{name} face restoration skipped: no {name} model is installed.")
+                continue
+            restored = restorer.restore(image, weight if weight is not None else 0.5)
+            image = Image.blend(image, restored.resize(image.size), visibility) if visibility < 1 else restored
+            info[f"{name} visibility"] = _number(visibility)
+            if weight is not None:
+                info["CodeFormer weight"] = _number(weight)
+        return image
+
+    # -- outputs ----------------------------------------------------------------------------------------------
+    def _save(self, image: Image.Image, infotext: str, name: str) -> None:
+        if self.image_store is None or not self.settings.options.samples_save:
+            return
+        self.image_store.save(image, kind="extras", prompt=Path(name).stem if name else "",
+                              infotext=infotext or None, extra={"width": image.width, "height": image.height})
+
+    def store_result(self, job_id: str, result: ExtrasResult) -> dict[str, Any]:
+        folder = Path(self.settings.data_paths.job_results) / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        options = self.settings.options
+        fmt = options.samples_format
+        ext = "jpg" if fmt in ("jpg", "jpeg") else fmt
+        files = []
+        for index, image in enumerate(result.images):
+            target = folder / f"{index:03d}.{ext}"
+            atomic_write_bytes(target, embed_infotext(image, result.infotexts[index] or None, fmt,
+                                                      options.jpeg_quality))
+            files.append(target.name)
+        return {
+            "images": files,
+            "html_info": result.html_info,
+            "infotexts": result.infotexts,
+            "names": result.names,
+            "warnings": result.notes,
+            "interrupted": result.interrupted,
+            "finished_at": time.time(),
+        }
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else round(float(value), 4)

@@ -1,0 +1,58 @@
+"""Per-run providers of extra UNet inputs (ControlNet residuals), composed for one denoising pass.
+
+A provider is attached to a run (``run.unet_kwargs_providers``) by whatever feature needs it and is asked,
+once per denoising pass (the first pass and a hires second pass), for a callback the engine calls at every
+step: ``callback(step_index, latent_input, embeds) -> dict`` merged into the UNet call. Several providers'
+residuals are summed, which is also how diffusers' multi-ControlNet combines them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+UnetKwargs = Callable[[int, torch.Tensor, torch.Tensor], dict[str, Any]]
+
+
+@dataclass
+class DenoisePass:
+    """What a provider needs to know about one denoising pass of one batch."""
+
+    run: Any  # ProcessingRun
+    pipe: Any
+    timesteps: Sequence[torch.Tensor]
+    width: int
+    height: int
+    batch_size: int
+    guidance: bool  # classifier-free guidance: latent_input holds [uncond, cond...] copies
+    second_pass: bool = False
+
+
+UnetKwargsProvider = Callable[[DenoisePass], UnetKwargs | None]
+
+
+def unet_kwargs_for(run: Any, denoise_pass: DenoisePass) -> UnetKwargs | None:
+    providers: Sequence[UnetKwargsProvider] = getattr(run, "unet_kwargs_providers", ())
+    callbacks = [callback for provider in providers if (callback := provider(denoise_pass)) is not None]
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+
+    def combined(step: int, latent_input: torch.Tensor, embeds: torch.Tensor) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for callback in callbacks:
+            for key, value in callback(step, latent_input, embeds).items():
+                merged[key] = value if key not in merged else add_residuals(merged[key], value)
+        return merged
+
+    return combined
+
+
+def add_residuals(left: Any, right: Any) -> Any:
+    if isinstance(left, (tuple, list)):
+        return type(left)(a + b for a, b in zip(left, right, strict=True))
+    return left + right

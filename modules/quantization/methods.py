@@ -1,0 +1,237 @@
+"""Weight quantization methods behind one protocol: ``quantize(module) -> module`` plus a size report.
+
+Every method quantizes a *copy* of the component (the caller decides whether to keep the original for an exact
+undo, or to drop it to actually save memory; see :mod:`modules.quantization.apply`). Linear layers are what
+these libraries quantize; convolutions stay in the original precision, which is why an SD UNet shrinks less
+than 4x with int8.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from modules.core.errors import UnsupportedError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """Bytes of a module's parameters and buffers as stored (quantized tensors count their packed storage)."""
+
+    bytes: int
+    quantized_layers: int
+
+    @property
+    def mib(self) -> float:
+        return self.bytes / 2 ** 20
+
+    def describe(self) -> str:
+        return f"{self.mib:.1f} MiB, {self.quantized_layers} quantized layers"
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> int:
+    inner = getattr(tensor, "__tensor_flatten__", None)
+    if inner is not None and type(tensor) is not torch.Tensor and type(tensor) is not torch.nn.Parameter:
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
+    data = tensor.data if isinstance(tensor, torch.nn.Parameter) else tensor
+    total = data.numel() * data.element_size()
+    state = getattr(tensor, "quant_state", None)  # bitsandbytes 4-bit: absmax and friends
+    if state is not None and getattr(state, "absmax", None) is not None:
+        total += state.absmax.numel() * state.absmax.element_size()
+    scb = getattr(tensor, "SCB", None)  # bitsandbytes int8 row scales
+    if isinstance(scb, torch.Tensor):
+        total += scb.numel() * scb.element_size()
+    return total
+
+
+def size_of(module: torch.nn.Module) -> SizeReport:
+    seen: set[int] = set()
+    total = 0
+    quantized = 0
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        total += _tensor_bytes(tensor)
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or tensor.dtype in (torch.int8, torch.uint8):
+            quantized += 1
+    return SizeReport(total, quantized)
+
+
+class QuantizationMethod(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    serializable: ClassVar[bool] = False
+
+    @abstractmethod
+    def is_available(self) -> tuple[bool, str]: ...
+
+    @abstractmethod
+    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        """A quantized copy of ``module`` (``module`` itself is left untouched)."""
+
+    def require_available(self) -> None:
+        available, reason = self.is_available()
+        if not available:
+            raise UnsupportedError(f"quantization {self.name!r} cannot run here: {reason}")
+
+
+METHODS: dict[str, QuantizationMethod] = {}
+
+MethodT = TypeVar("MethodT", bound=QuantizationMethod)
+
+
+def register_method(method: MethodT) -> MethodT:
+    if method.name in METHODS:
+        raise ValueError(f"quantization method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> QuantizationMethod:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnsupportedError(f"unknown quantization {name!r}; known: {', '.join(sorted(METHODS))}") from None
+
+
+def _module_available(name: str, pip_name: str) -> tuple[bool, str]:
+    import importlib.util
+
+    if importlib.util.find_spec(name.split(".")[0]) is None:
+        return False, f"the {pip_name} package is not installed (pip install {pip_name})"
+    return True, f"{pip_name} is installed"
+
+
+def _linear_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
+    found = []
+    for parent in module.modules():
+        for child_name, child in parent.named_children():
+            if type(child) is torch.nn.Linear:
+                found.append((parent, child_name, child))
+    return found
+
+
+class BitsAndBytes(QuantizationMethod):
+    """bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (nf4, fp4); its CPU path runs here too."""
+
+    serializable = False  # bnb 4-bit state round-trips only through transformers/diffusers loaders
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = f"bnb-{kind}"  # type: ignore[misc]
+        self.description = f"bitsandbytes {kind} weights (Linear layers)"  # type: ignore[misc]
+
+    def is_available(self) -> tuple[bool, str]:
+        return _module_available("bitsandbytes", "bitsandbytes")
+
+    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.require_available()
+        import bitsandbytes as bnb
+
+        quantized = copy.deepcopy(module)
+        device = next(quantized.parameters()).device
+        compute_dtype = next(quantized.parameters()).dtype
+        for parent, name, linear in _linear_layers(quantized):
+            weight = linear.weight.data.float().cpu()
+            if self.kind == "int8":
+                layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                            has_fp16_weights=False, threshold=0.0)
+                layer.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+            else:
+                layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                          compute_dtype=compute_dtype, quant_type=self.kind)
+                layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type=self.kind)
+            if linear.bias is not None:
+                layer.bias = torch.nn.Parameter(linear.bias.data.clone(), requires_grad=False)
+            setattr(parent, name, layer.to(device))
+        return quantized
+
+
+class Quanto(QuantizationMethod):
+    """optimum-quanto weight quantization (qint8, qint4, qfloat8); serialisable via its quantization map."""
+
+    serializable = True
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = f"quanto-{kind}"  # type: ignore[misc]
+        self.description = f"optimum-quanto {kind} weights"  # type: ignore[misc]
+
+    def is_available(self) -> tuple[bool, str]:
+        return _module_available("optimum.quanto", "optimum-quanto")
+
+    def _weights(self) -> Any:
+        from optimum import quanto
+
+        return {"int8": quanto.qint8, "int4": quanto.qint4, "float8": quanto.qfloat8}[self.kind]
+
+    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.require_available()
+        from optimum.quanto import freeze, quantize
+
+        quantized = copy.deepcopy(module)
+        quantize(quantized, weights=self._weights())
+        freeze(quantized)
+        return quantized
+
+    def save(self, module: torch.nn.Module, folder: Any) -> None:
+        import json
+        from pathlib import Path
+
+        from optimum.quanto import quantization_map
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {key: value.contiguous() for key, value in module.state_dict().items()}
+        save_file(state, str(folder / "weights.safetensors"))
+        (folder / "quantization_map.json").write_text(json.dumps(quantization_map(module)), encoding="utf-8")
+
+    def load(self, module: torch.nn.Module, folder: Any) -> torch.nn.Module:
+        """Rebuild the quantized module from the cache onto a copy of the unquantized ``module``'s layout."""
+        import json
+        from pathlib import Path
+
+        from optimum.quanto import requantize
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        state = load_file(str(folder / "weights.safetensors"))
+        qmap = json.loads((folder / "quantization_map.json").read_text(encoding="utf-8"))
+        target = copy.deepcopy(module)
+        requantize(target, state, qmap, device=next(module.parameters()).device)
+        return target
+
+
+class TorchAoInt8(QuantizationMethod):
+    """torchao int8 weight-only (``Int8WeightOnlyConfig``); torchao tensors pickle with ``torch.save`` only."""
+
+    name = "torchao-int8"
+    description = "torchao int8 weight-only"
+
+    def is_available(self) -> tuple[bool, str]:
+        return _module_available("torchao", "torchao")
+
+    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        self.require_available()
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantized = copy.deepcopy(module)
+        quantize_(quantized, Int8WeightOnlyConfig())
+        return quantized
+
+
+for _kind in ("int8", "nf4", "fp4"):
+    register_method(BitsAndBytes(_kind))
+for _kind in ("int8", "int4", "float8"):
+    register_method(Quanto(_kind))
+register_method(TorchAoInt8())

@@ -1,0 +1,44 @@
+"""A1111's ``modules.scripts`` for drop-in extension scripts (a façade; Easel's core never imports it).
+
+``Script``, ``AlwaysVisible``, ``PostprocessImageArgs``, ``PostprocessBatchListArgs`` and ``basedir()`` are what
+scripts use at import time; ``scripts_txt2img``/``scripts_img2img`` (the tab runners) resolve from the bound
+scripts service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules.extensions import compat
+from modules.extensions.runner import ScriptRunner
+from modules.extensions.script_api import (
+    AlwaysVisible,
+    OnComponent,
+    PostprocessBatchListArgs,
+    Script,
+    ScriptBuiltinUI,
+)
+from modules.processing.processor import ImageHolder as PostprocessImageArgs
+
+__all__ = ["AlwaysVisible", "OnComponent", "PostprocessBatchListArgs", "PostprocessImageArgs", "Script",
+           "ScriptBuiltinUI", "ScriptRunner", "basedir"]
+
+
+def basedir() -> str:
+    """The folder of the extension whose script is being loaded (the web UI root otherwise)."""
+    from modules.core.paths import REPO_ROOT
+
+    current = compat.binding().current_basedir
+    return str(current if current is not None else REPO_ROOT)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("scripts_txt2img", "scripts_img2img"):
+        service = compat.extension_service("scripts")
+        if service is None:
+            return None
+        return service.runner(name == "scripts_img2img")
+    if name == "scripts_data":
+        service = compat.extension_service("scripts")
+        return [] if service is None else service.scripts(False) + service.scripts(True)
+    raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")

@@ -1,0 +1,207 @@
+"""Build Easel's browser UI and mount it at ``/`` of the running FastAPI app.
+
+Called by ``webui.start_background`` after the warm-up, i.e. after uvicorn has started: the app's lifespan has
+already run, so gradio's own start-up (its event queue) is triggered here on the first request to the UI, from
+inside the server's event loop. Client scripts (``javascript/*.js`` and each enabled extension's
+``extensions/*/javascript/*.js``) are read at mount time and inlined into the page ``<head>``; restart to pick
+up changes, as in A1111.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from modules.core.paths import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+JAVASCRIPT_DIR = REPO_ROOT / "javascript"
+
+CSS = """
+#quicksettings { gap: 8px; align-items: end; }
+.easel-tool { max-width: 44px; }
+.easel-progress { margin: 4px 0 8px; }
+.easel-bar { height: 8px; background: var(--neutral-200); border-radius: 4px; overflow: hidden; }
+.easel-fill { height: 100%; background: var(--color-accent); transition: width .3s; }
+.easel-progress-text { font-size: .9em; margin-top: 4px; min-height: 1.2em; }
+.easel-error .easel-progress-text { color: #c0392b; font-weight: 600; }
+.easel-infotext-text { white-space: pre-wrap; word-break: break-word; font-size: .85em; }
+.easel-tokens { font-size: .8em; opacity: .7; }
+"""
+
+
+def client_scripts(extensions_root: Path, disabled: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """``(label, code)`` of Easel's scripts, then each enabled extension's, in name order."""
+    files = sorted(JAVASCRIPT_DIR.glob("*.js"))
+    if extensions_root.is_dir():
+        for folder in sorted(p for p in extensions_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if folder.name in disabled:
+                continue
+            files.extend(sorted((folder / "javascript").glob("*.js")))
+    scripts = []
+    for path in files:
+        try:
+            scripts.append((path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name,
+                            path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("client script %s could not be read: %s", path, exc)
+    return scripts
+
+
+def head_html(scripts: list[tuple[str, str]]) -> str:
+    """Inline ``<script>`` tags; a literal ``</script`` inside a file is escaped so it cannot end the tag."""
+    tags = []
+    for label, code in scripts:
+        safe = code.replace("</script", "<\\/script")
+        tags.append(f"<script data-easel-source=\"{label}\">\n{safe}\n</script>")
+    return "\n".join(tags)
+
+
+def build_blocks(services: Any) -> Any:
+    """The whole page as a ``gr.Blocks`` (no server needed: also used by tests)."""
+    import gradio as gr
+
+    from modules.ui.context import UiContext
+    from modules.ui.extensions_tab import build_extensions_tab, installed_extensions
+    from modules.ui.extras import build_extras_tab
+    from modules.ui.generation import build_generation_tab, selected_file
+    from modules.ui.history import build_history_tab
+    from modules.ui.models_tab import build_models_tab
+    from modules.ui.pnginfo import build_pnginfo_tab
+    from modules.ui.quicksettings import build_quicksettings
+    from modules.ui.settings_page import build_settings_page
+
+    ctx = UiContext(services)
+    with gr.Blocks(title="Easel", analytics_enabled=False) as blocks:
+        quick = build_quicksettings(ctx)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Text", id="txt2img", elem_id="tab_txt2img"):
+                txt2img = build_generation_tab(ctx, "txt2img", quick)
+            with gr.Tab("Image", id="img2img", elem_id="tab_img2img"):
+                img2img = build_generation_tab(ctx, "img2img", quick)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras_tab(ctx)
+            with gr.Tab("PNG info", id="pnginfo", elem_id="tab_pnginfo"):
+                pnginfo = build_pnginfo_tab(ctx)
+            with gr.Tab("Models", id="models", elem_id="tab_models"):
+                build_models_tab(ctx, quick.components["sd_model_checkpoint"])
+            with gr.Tab("History", id="history", elem_id="tab_history"):
+                history = build_history_tab(ctx)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                extension_names = [p.name for p in installed_extensions(ctx.extensions_root())]
+                settings_page = build_settings_page(ctx, extension_names)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                build_extensions_tab(ctx)
+
+        # -- sending images and parameters between tabs (A1111's "send to" buttons) --------------------------
+        img_mode = img2img.ui["img2img_mode"]
+        mode_tabs = img2img.ui["mode_tabs"]
+        img2img_targets = [img2img.ui["init_img"], img2img.ui["inpaint"], img_mode, mode_tabs, tabs,
+                           *img2img.paste_targets()]
+        txt2img_targets = [tabs, *txt2img.paste_targets()]
+
+        def to_image_tab(path: str | None, infotext: str | None, mode: str) -> dict[Any, Any]:
+            updates: dict[Any, Any] = {tabs: gr.Tabs(selected="img2img"), mode_tabs: gr.Tabs(selected=mode),
+                                       img_mode: mode}
+            if path:
+                updates[img2img.ui["inpaint" if mode == "inpaint" else "init_img"]] = path
+            updates.update(img2img.paste_updates(ctx, infotext))
+            return updates
+
+        for source in (txt2img, img2img):
+            source.buttons["to_img2img"].click(
+                lambda state, index: to_image_tab(*selected_file(state, index), "img2img"),
+                [source.result_state, source.selected_state], img2img_targets, show_progress="hidden")
+            source.buttons["to_inpaint"].click(
+                lambda state, index: to_image_tab(*selected_file(state, index), "inpaint"),
+                [source.result_state, source.selected_state], img2img_targets, show_progress="hidden")
+            source.buttons["to_extras"].click(
+                lambda state, index: {extras.image: selected_file(state, index)[0],
+                                      tabs: gr.Tabs(selected="extras")},
+                [source.result_state, source.selected_state], [extras.image, tabs], show_progress="hidden")
+
+        def paste_to_txt2img(infotext: str | None) -> dict[Any, Any]:
+            return {tabs: gr.Tabs(selected="txt2img"), **txt2img.paste_updates(ctx, infotext)}
+
+        pnginfo.to_txt2img.click(paste_to_txt2img, pnginfo.raw, txt2img_targets, show_progress="hidden")
+        pnginfo.to_img2img.click(lambda path, text: to_image_tab(path, text, "img2img"), [pnginfo.image, pnginfo.raw],
+                                 img2img_targets, show_progress="hidden")
+        pnginfo.to_inpaint.click(lambda path, text: to_image_tab(path, text, "inpaint"), [pnginfo.image, pnginfo.raw],
+                                 img2img_targets, show_progress="hidden")
+        pnginfo.to_extras.click(lambda path: {extras.image: path, tabs: gr.Tabs(selected="extras")}, pnginfo.image,
+                                [extras.image, tabs], show_progress="hidden")
+        history.reuse_txt2img.click(paste_to_txt2img, history.infotext, txt2img_targets, show_progress="hidden")
+        history.reuse_img2img.click(lambda text: to_image_tab(None, text, "img2img"), history.infotext,
+                                    img2img_targets, show_progress="hidden")
+
+        # keep the quick-settings bar in step with the settings page
+        def sync_quick() -> dict[Any, Any]:
+            options = ctx.options
+            return {quick.components["sd_vae"]: options.sd_vae,
+                    quick.components["CLIP_stop_at_last_layers"]: options.CLIP_stop_at_last_layers}
+
+        settings_page.apply.click(sync_quick, None, [quick.components["sd_vae"],
+                                                     quick.components["CLIP_stop_at_last_layers"]],
+                                  show_progress="hidden")
+    blocks.queue(default_concurrency_limit=4)
+    return blocks
+
+
+class _StartGradioOnFirstRequest:
+    """ASGI wrapper: runs gradio's start-up (its event queue) once, inside the server loop, on the first request.
+
+    Needed because the UI is mounted after uvicorn ran the app's lifespan, so gradio's lifespan hook never
+    fires; gradio's own ``launch()`` solves the same problem with an HTTP call to itself.
+    """
+
+    def __init__(self, gradio_app: Any) -> None:
+        self.gradio_app = gradio_app
+        self.started = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not self.started and scope.get("type") in ("http", "websocket"):
+            self.started = True
+            blocks = self.gradio_app.get_blocks()
+            if not getattr(blocks, "is_running", False):
+                blocks.run_startup_events()
+                await blocks.run_extra_startup_events()
+            self.gradio_app.startup_events_triggered = True
+        await self.gradio_app(scope, receive, send)
+
+
+def _remove_root_routes(app: Any) -> None:
+    """Drop plain routes at ``/`` (the "starting…" page) so the mounted UI answers there."""
+    from starlette.routing import Mount
+
+    app.router.routes[:] = [route for route in app.router.routes
+                            if isinstance(route, Mount) or getattr(route, "path", None) != "/"]
+
+
+def register_runners(services: Any) -> None:
+    from modules.ui.models_tab import MODEL_LOAD_KIND, load_model_runner
+
+    if MODEL_LOAD_KIND not in services.runners:
+        services.register_runner(MODEL_LOAD_KIND, load_model_runner(services))
+
+
+def mount_ui(app: Any, services: Any) -> None:
+    """Build the Blocks and mount them at ``/`` of ``app`` (the FastAPI app that already serves the API)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+    from starlette.routing import Mount
+
+    register_runners(services)
+    blocks = build_blocks(services)
+    disabled = tuple(services.settings.options.disabled_extensions)
+    head = head_html(client_scripts(REPO_ROOT / "extensions", disabled))
+    _remove_root_routes(app)
+    gr.mount_gradio_app(app, blocks, path="/", css=CSS, head=head, footer_links=[], ssr_mode=False,
+                        run_history=False, show_error=True)
+    for route in reversed(app.router.routes):
+        if isinstance(route, Mount) and route.path == "" and hasattr(route.app, "get_blocks"):
+            route.app = _StartGradioOnFirstRequest(route.app)
+            break
+    log.info("browser UI mounted at /")

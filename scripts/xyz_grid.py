@@ -1,0 +1,311 @@
+"""X/Y/Z plot: sweep up to three parameters and assemble a labelled grid (a built-in script).
+
+Written only against the public A1111 script API, like any extension. Positional ``script_args`` (API
+``script_name: "x/y/z plot"``)::
+
+    [x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values,
+     z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds,
+     vary_seeds_x, vary_seeds_y, vary_seeds_z, margin_size, csv_mode]
+
+``*_type`` is an index into :data:`AXES` (below) or the axis name itself ("Steps"); ``*_values`` is text:
+``1-5``, ``1-10 (+2)`` (step), ``1-10 [5]`` (count), float ranges, or a comma list (CSV quoting allowed).
+``*_values_dropdown`` (a list) replaces the text for axes with choices. The result holds the grid first (with
+the Z sub-grids after it when asked), then every image when ``include_lone_images``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+from collections.abc import Callable
+from copy import copy
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+import modules.scripts as scripts
+from modules import images, shared
+from modules.processing import Processed, fix_seed, process_images
+
+RE_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)(?:\s*\(([+-]?\d+)\s*\))?\s*$")
+RE_RANGE_COUNT = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)\s*\[(\d+)\s*\]\s*$")
+_FLOAT = r"([+-]?\d+(?:\.\d*)?)"
+RE_RANGE_FLOAT = re.compile(rf"^\s*{_FLOAT}\s*-\s*{_FLOAT}(?:\s*\(\s*{_FLOAT}\s*\))?\s*$")
+RE_RANGE_FLOAT_COUNT = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?)\s*-\s*([+-]?\d+(?:\.\d*)?)\s*\[(\d+)\s*\]\s*$")
+
+
+@dataclass
+class Axis:
+    label: str
+    kind: type  # int, float or str
+    apply: Callable[[Any, Any, list[Any]], None]
+    format_label: Callable[[Axis, Any], str] | None = None
+    choices: Callable[[], list[str]] | None = None
+    prepare: Callable[[list[str]], list[Any]] | None = None
+
+    def label_for(self, value: Any) -> str:
+        if self.format_label is not None:
+            return self.format_label(self, value)
+        if self.kind is str:
+            return str(value)
+        return f"{self.label}: {value}"
+
+
+def _set(field: str) -> Callable[[Any, Any, list[Any]], None]:
+    def apply(p: Any, value: Any, values: list[Any]) -> None:
+        setattr(p, field, value)
+    return apply
+
+
+def _override(key: str) -> Callable[[Any, Any, list[Any]], None]:
+    def apply(p: Any, value: Any, values: list[Any]) -> None:
+        p.override_settings = {**(p.override_settings or {}), key: value}
+    return apply
+
+
+def _prompt_sr(p: Any, value: str, values: list[str]) -> None:
+    search = values[0]
+    if search not in p.prompt and search not in p.negative_prompt:
+        raise RuntimeError(f"Prompt S/R did not find {search!r} in the prompt or the negative prompt")
+    p.prompt = p.prompt.replace(search, value)
+    p.negative_prompt = p.negative_prompt.replace(search, value)
+
+
+def _prompt_order(p: Any, order: tuple[str, ...], values: list[Any]) -> None:
+    tokens = sorted(order, key=lambda token: p.prompt.find(token))
+    positions = sorted(p.prompt.find(token) for token in tokens)
+    text, offset = p.prompt, 0
+    for position, token, replacement in zip(positions, tokens, order, strict=True):
+        start = position + offset
+        text = text[:start] + replacement + text[start + len(token):]
+        offset += len(replacement) - len(token)
+    p.prompt = text
+
+
+def _permutations(values: list[str]) -> list[Any]:
+    return list(itertools.permutations(values))
+
+
+def _size(p: Any, value: str, values: list[Any]) -> None:
+    width, _, height = str(value).lower().partition("x")
+    p.width, p.height = int(width), int(height or width)
+
+
+def _styles(p: Any, value: str, values: list[Any]) -> None:
+    p.styles = [*p.styles, *(part.strip() for part in str(value).split(",") if part.strip())]
+
+
+def _format_order(axis: Axis, value: Any) -> str:
+    return ", ".join(value)
+
+
+def _format_plain(axis: Axis, value: Any) -> str:
+    return f"{axis.label}: {value}"
+
+
+def _style_names() -> list[str]:
+    store = shared.prompt_styles
+    return list(store.names()) if store is not None else []
+
+
+AXES: list[Axis] = [
+    Axis("Nothing", str, lambda p, v, vs: None, format_label=lambda axis, v: ""),
+    Axis("Seed", int, _set("seed")),
+    Axis("Var. seed", int, _set("subseed")),
+    Axis("Var. strength", float, _set("subseed_strength")),
+    Axis("Steps", int, _set("steps")),
+    Axis("CFG Scale", float, _set("cfg_scale")),
+    Axis("Prompt S/R", str, _prompt_sr, format_label=lambda axis, v: str(v)),
+    Axis("Prompt order", str, _prompt_order, format_label=_format_order, prepare=_permutations),
+    Axis("Sampler", str, _set("sampler_name"), format_label=_format_plain),
+    Axis("Schedule type", str, _set("scheduler"), format_label=_format_plain),
+    Axis("Checkpoint name", str, _override("sd_model_checkpoint"), format_label=lambda axis, v: str(v)),
+    Axis("Size", str, _size, format_label=_format_plain),
+    Axis("Denoising", float, _set("denoising_strength")),
+    Axis("VAE", str, _override("sd_vae"), format_label=_format_plain),
+    Axis("Clip skip", int, _override("CLIP_stop_at_last_layers")),
+    Axis("Styles", str, _styles, format_label=_format_plain, choices=_style_names),
+]
+
+
+def find_axis(value: Any) -> Axis:
+    if isinstance(value, int) and 0 <= value < len(AXES):
+        return AXES[value]
+    if isinstance(value, str):
+        for axis in AXES:
+            if axis.label.lower() == value.strip().lower():
+                return axis
+        if value.strip().isdigit():
+            return find_axis(int(value.strip()))
+    raise ValueError(f"X/Y/Z plot: unknown axis type {value!r}; known: {', '.join(a.label for a in AXES)}")
+
+
+def _split_csv(text: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text), skipinitialspace=True))
+    return [item.strip() for row in rows for item in row if item.strip()]
+
+
+def _int_values(items: list[str]) -> list[int]:
+    result: list[int] = []
+    for item in items:
+        counted = RE_RANGE_COUNT.match(item)
+        ranged = RE_RANGE.match(item)
+        if counted:
+            start, end, count = int(counted[1]), int(counted[2]), int(counted[3])
+            result.extend(round(start + (end - start) * i / max(1, count - 1)) for i in range(count))
+        elif ranged:
+            start, end = int(ranged[1]), int(ranged[2])
+            step = int(ranged[3]) if ranged[3] else (1 if end >= start else -1)
+            result.extend(range(start, end + (1 if step > 0 else -1), step))
+        else:
+            result.append(int(float(item)))
+    return result
+
+
+def _float_values(items: list[str]) -> list[float]:
+    result: list[float] = []
+    for item in items:
+        counted = RE_RANGE_FLOAT_COUNT.match(item)
+        ranged = RE_RANGE_FLOAT.match(item)
+        if counted:
+            start, end, count = float(counted[1]), float(counted[2]), int(counted[3])
+            result.extend(round(start + (end - start) * i / max(1, count - 1), 6) for i in range(count))
+        elif ranged and "-" in item.strip()[1:]:
+            start, end = float(ranged[1]), float(ranged[2])
+            step = float(ranged[3]) if ranged[3] else (1.0 if end >= start else -1.0)
+            value = start
+            while (step > 0 and value <= end + 1e-9) or (step < 0 and value >= end - 1e-9):
+                result.append(round(value, 6))
+                value += step
+        else:
+            result.append(float(item))
+    return result
+
+
+def parse_values(axis: Axis, text: str, dropdown: list[Any] | None = None) -> list[Any]:
+    if axis.label == "Nothing":
+        return [None]
+    items = [str(item) for item in dropdown] if axis.choices is not None and dropdown else _split_csv(text or "")
+    if not items:
+        raise ValueError(f"X/Y/Z plot: no values for axis {axis.label!r}")
+    if axis.kind is int:
+        values: list[Any] = _int_values(items)
+    elif axis.kind is float:
+        values = _float_values(items)
+    else:
+        values = items
+    return axis.prepare(values) if axis.prepare is not None else values
+
+
+class Script(scripts.Script):
+    def title(self) -> str:
+        return "X/Y/Z plot"
+
+    def ui(self, is_img2img: bool) -> list[Any]:
+        names = [axis.label for axis in AXES]
+        with gr.Row():
+            x_type = gr.Dropdown(label="X type", choices=names, value=names[1], type="index")
+            x_values = gr.Textbox(label="X values", lines=1)
+            x_values_dropdown = gr.Dropdown(label="X values", multiselect=True, visible=False)
+        with gr.Row():
+            y_type = gr.Dropdown(label="Y type", choices=names, value=names[0], type="index")
+            y_values = gr.Textbox(label="Y values", lines=1)
+            y_values_dropdown = gr.Dropdown(label="Y values", multiselect=True, visible=False)
+        with gr.Row():
+            z_type = gr.Dropdown(label="Z type", choices=names, value=names[0], type="index")
+            z_values = gr.Textbox(label="Z values", lines=1)
+            z_values_dropdown = gr.Dropdown(label="Z values", multiselect=True, visible=False)
+        with gr.Row():
+            draw_legend = gr.Checkbox(label="Draw legend", value=True)
+            include_lone_images = gr.Checkbox(label="Include Sub Images", value=False)
+            include_sub_grids = gr.Checkbox(label="Include Sub Grids", value=False)
+            no_fixed_seeds = gr.Checkbox(label="Keep -1 for seeds", value=False)
+        with gr.Row():
+            vary_seeds_x = gr.Checkbox(label="Vary seeds for X", value=False)
+            vary_seeds_y = gr.Checkbox(label="Vary seeds for Y", value=False)
+            vary_seeds_z = gr.Checkbox(label="Vary seeds for Z", value=False)
+            margin_size = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2)
+            csv_mode = gr.Checkbox(label="Use text inputs instead of dropdowns", value=False)
+        return [x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values,
+                z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds,
+                vary_seeds_x, vary_seeds_y, vary_seeds_z, margin_size, csv_mode]
+
+    def run(self, p: Any, x_type: Any = 1, x_values: str = "", x_values_dropdown: Any = None, y_type: Any = 0,
+            y_values: str = "", y_values_dropdown: Any = None, z_type: Any = 0, z_values: str = "",
+            z_values_dropdown: Any = None, draw_legend: bool = True, include_lone_images: bool = False,
+            include_sub_grids: bool = False, no_fixed_seeds: bool = False, vary_seeds_x: bool = False,
+            vary_seeds_y: bool = False, vary_seeds_z: bool = False, margin_size: int = 0,
+            csv_mode: bool = False) -> Any:
+        if not no_fixed_seeds:
+            fix_seed(p)
+        axes = [find_axis(x_type), find_axis(y_type), find_axis(z_type)]
+        texts = [x_values, y_values, z_values]
+        dropdowns = [None if csv_mode else x_values_dropdown, None if csv_mode else y_values_dropdown,
+                     None if csv_mode else z_values_dropdown]
+        values = [parse_values(axis, text, dropdown) for axis, text, dropdown in zip(axes, texts, dropdowns,
+                                                                                      strict=True)]
+        xs, ys, zs = values
+        vary = (vary_seeds_x, vary_seeds_y, vary_seeds_z)
+        shared.state.job_count = len(xs) * len(ys) * len(zs) * p.n_iter
+        cells: list[Any] = []
+        cell_infos: list[str] = []
+        lone_images: list[Any] = []
+        lone_infos: list[str] = []
+        first: Any = None
+        for iz, z in enumerate(zs):
+            for iy, y in enumerate(ys):
+                for ix, x in enumerate(xs):
+                    if shared.state.interrupted:
+                        break
+                    pc = copy(p)
+                    pc.extra_generation_params = dict(p.extra_generation_params)
+                    pc.override_settings = dict(p.override_settings or {})
+                    pc.styles = list(p.styles)
+                    for index, (axis, value, axis_values) in enumerate(zip(axes, (x, y, z), values, strict=True)):
+                        axis.apply(pc, value, axis_values)
+                        if vary[index] and not no_fixed_seeds:
+                            pc.seed = pc.seed + (ix, iy, iz)[index]
+                    processed = process_images(pc)
+                    first = first or processed
+                    if processed.images:
+                        cells.append(processed.images[0])
+                        cell_infos.append(processed.infotexts[0] if processed.infotexts else "")
+                        lone_images.extend(processed.images)
+                        lone_infos.extend(processed.infotexts)
+        if first is None or len(cells) != len(xs) * len(ys) * len(zs):
+            return first or Processed(p, [])
+        grids, grid_infos = self._grids(cells, cell_infos, axes, xs, ys, zs, draw_legend, int(margin_size))
+        if len(zs) > 1 and not include_sub_grids:
+            grids, grid_infos = grids[:1], grid_infos[:1]
+        result_images = [*grids, *(lone_images if include_lone_images else [])]
+        result_infos = [*grid_infos, *(lone_infos if include_lone_images else [])]
+        if shared.opts.grid_save and not p.do_not_save_grid:
+            images.save_image(grids[0], p.outpath_grids, "xyz_grid", info=grid_infos[0], grid=True, p=p)
+        return Processed(p, result_images, first.seed, grid_infos[0], all_prompts=first.all_prompts,
+                         all_seeds=first.all_seeds, infotexts=result_infos, index_of_first_image=len(grids))
+
+    @staticmethod
+    def _grids(cells: list[Any], infos: list[str], axes: list[Axis], xs: list[Any], ys: list[Any],
+               zs: list[Any], draw_legend: bool, margin: int) -> tuple[list[Any], list[str]]:
+        per_z = len(xs) * len(ys)
+        x_labels = [axes[0].label_for(x) for x in xs]
+        y_labels = [axes[1].label_for(y) for y in ys]
+        sub_grids = []
+        for iz in range(len(zs)):
+            chunk = cells[iz * per_z:(iz + 1) * per_z]
+            if draw_legend:
+                sub_grids.append(images.labelled_grid(chunk, x_labels, y_labels, margin))
+            else:
+                sub_grids.append(images.image_grid(chunk, rows=len(ys)))
+        sub_infos = [infos[iz * per_z] for iz in range(len(zs))]
+        if len(zs) == 1:
+            return sub_grids, sub_infos
+        z_labels = [axes[2].label_for(z) for z in zs]
+        width = max(grid.width for grid in sub_grids)
+        height = max(grid.height for grid in sub_grids)
+        row = images.image_grid([grid.resize((width, height)) for grid in sub_grids], rows=1)
+        main = images.draw_grid_annotations(row, width, height, z_labels, [], margin) if draw_legend else row
+        return [main, *sub_grids], [infos[0], *sub_infos]
