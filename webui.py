@@ -89,6 +89,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
         from modules.devices import select_device
+        from modules.extensions.setup import install as install_extensions
         from modules.models.manager import ModelManager
         from modules.processing.service import GenerationService
 
@@ -102,6 +103,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
             image_store=services.image_store, results_root=services.settings.data_paths.job_results)
         services.register_runner("txt2img", services.generation.run_job)
         services.register_runner("img2img", services.generation.run_job)
+        install_extensions(services)
         for hook in services.warmup_hooks:
             hook(services)
         log.info("device: %s", services.device.describe())

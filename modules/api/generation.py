@@ -139,10 +139,13 @@ async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
     return params
 
 
-def submit(services: Any, kind: str, params: GenerationParams, *, source: str) -> Job:
+async def submit(services: Any, kind: str, params: GenerationParams, *, source: str) -> Job:
+    """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
+    the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
     payload["_save_samples"] = bool(params.save_images)
-    return services.queue.submit(kind, payload, job_id=params.force_task_id, source=source, id_field="force_task_id")
+    return await asyncio.to_thread(services.queue.submit, kind, payload, job_id=params.force_task_id, source=source,
+                                   id_field="force_task_id")
 
 
 def echo_parameters(params: GenerationParams) -> dict[str, Any]:

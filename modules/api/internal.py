@@ -5,6 +5,7 @@ They are UI routes: covered by ``--auth`` like the UI, not by ``--api-auth``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -22,13 +23,12 @@ def build_router(services: Any) -> APIRouter:
     @router.post("/progress", response_model=InternalProgressResponse)
     async def progress(request: InternalProgressRequest) -> dict[str, Any]:
         """Progress of one task (``id_task`` = job id or ``force_task_id``) with a live preview when it changed."""
-        job = queue.get(request.id_task) if request.id_task else None
+        job = await asyncio.to_thread(queue.get, request.id_task) if request.id_task else None
         if job is None:
             return {"active": False, "queued": False, "completed": False, "id_live_preview": -1,
                     "textinfo": "Waiting..."}
         if job.status is JobStatus.QUEUED:
-            position = queue.position(job.id)
-            pending = len(queue.pending_ids())
+            position, pending = await asyncio.to_thread(lambda: (queue.position(job.id), len(queue.pending_ids())))
             textinfo = f"In queue: {position}/{pending}" if position else "Waiting..."
             return {"active": False, "queued": True, "completed": False, "id_live_preview": -1, "textinfo": textinfo}
         if job.finished:
@@ -54,7 +54,7 @@ def build_router(services: Any) -> APIRouter:
     @router.get("/pending-tasks")
     async def pending_tasks() -> dict[str, Any]:
         """Ids of queued jobs in the order they will run."""
-        tasks = queue.pending_ids()
+        tasks = await asyncio.to_thread(queue.pending_ids)
         return {"size": len(tasks), "tasks": tasks}
 
     @router.get("/ping")

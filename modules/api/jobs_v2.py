@@ -155,8 +155,8 @@ def build_router(services: Any) -> APIRouter:
             if prefix:
                 raise UserInputError(prefix + exc.field, exc.reason) from exc
             raise
-        job = generation.submit(services, kind, params, source=SOURCE)
-        return {"id": job.id, "status": job.status.value, "position": queue.position(job.id)}
+        job = await generation.submit(services, kind, params, source=SOURCE)
+        return {"id": job.id, "status": job.status.value, "position": await asyncio.to_thread(queue.position, job.id)}
 
     @router.get("/jobs", response_model=JobList)
     async def list_jobs(status: str | None = Query(None, description="comma-separated: queued,running,..."),
@@ -164,19 +164,22 @@ def build_router(services: Any) -> APIRouter:
                         newest_first: bool = Query(False)) -> dict[str, Any]:
         """Jobs in FIFO order (or newest first), optionally filtered by status."""
         statuses = _parse_statuses(status)
-        jobs = await asyncio.to_thread(queue.list, statuses, limit, offset=offset, newest_first=newest_first)
-        views = [job_view(services, job) for job in jobs]
+        def read() -> list[dict[str, Any]]:
+            jobs = queue.list(statuses, limit, offset=offset, newest_first=newest_first)
+            return [job_view(services, job) for job in jobs]
+
+        views = await asyncio.to_thread(read)
         return {"jobs": views, "count": len(views)}
 
     @router.get("/jobs/{job_id}", response_model=JobView)
     async def read_job(job_id: str) -> dict[str, Any]:
         """One job: status, progress, ETA, queue position, error, result (image URLs) and params."""
-        return job_view(services, get_job(job_id), with_params=True)
+        return await asyncio.to_thread(lambda: job_view(services, get_job(job_id), with_params=True))
 
     @router.get("/jobs/{job_id}/images/{index}", response_class=FileResponse)
     async def job_image(job_id: str, index: int) -> FileResponse:
         """Result image ``index`` of a finished job, as stored (infotext embedded)."""
-        job = get_job(job_id)
+        job = await asyncio.to_thread(get_job, job_id)
         paths = generation.result_paths(services, job)
         if not 0 <= index < len(paths):
             raise NotFoundError(f"job {job_id!r} has no result image {index} ({len(paths)} available)")
@@ -192,7 +195,7 @@ def build_router(services: Any) -> APIRouter:
                          ) -> StreamingResponse:
         """Server-Sent Events of the job's progress, ending with a ``final`` event (format: module doc)."""
         validate_job_id(job_id, field="id")
-        subscription = queue.subscribe(job_id)  # NotFoundError (404) before the stream starts
+        subscription = await asyncio.to_thread(queue.subscribe, job_id)  # NotFoundError: 404 before streaming
 
         async def stream() -> AsyncIterator[str]:
             try:
@@ -221,15 +224,15 @@ def build_router(services: Any) -> APIRouter:
                    responses={404: {"description": "unknown job"}, 409: {"description": "already finished"}})
     async def cancel_job(job_id: str) -> Any:
         """Cancel a queued or running job; answers with the job (cancelled once the worker has stopped it)."""
-        job = get_job(job_id)
-        if not job.finished and queue.cancel(job_id):
+        job = await asyncio.to_thread(get_job, job_id)
+        if not job.finished and await asyncio.to_thread(queue.cancel, job_id):
             try:
                 job = await queue.wait_async(job_id, timeout=CANCEL_WAIT_SECONDS)
             except TimeoutError:
-                job = queue.get(job_id) or job
-            return job_view(services, job)
-        job = queue.get(job_id) or job
-        return error_response(409, "Conflict", f"job {job_id!r} already finished ({job.status.value})",
-                              job=job_view(services, job))
+                job = await asyncio.to_thread(queue.get, job_id) or job
+            return await asyncio.to_thread(job_view, services, job)
+        job = await asyncio.to_thread(queue.get, job_id) or job
+        view = await asyncio.to_thread(job_view, services, job)
+        return error_response(409, "Conflict", f"job {job_id!r} already finished ({job.status.value})", job=view)
 
     return router

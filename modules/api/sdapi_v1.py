@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
@@ -64,18 +65,24 @@ MODEL_JOB_TIMEOUT = 600.0
 
 class PreviewCache:
     """The last encoded live preview, so that clients polling ``progress`` several times a second do not make
-    the server re-encode the same picture on every poll."""
+    the server re-encode the same picture on every poll.
+
+    Encoding runs on a thread of its own, not the default pool: that pool also runs SQLite calls that can wait
+    for the queue's lock, and ``progress`` must never queue behind them.
+    """
 
     def __init__(self) -> None:
         self._key: tuple[str | None, int] | None = None
         self._data: str | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-preview")
 
     async def encode(self, snapshot: Any) -> str | None:
         if snapshot.preview is None:
             return None
         key = (snapshot.job_id, snapshot.preview_id)
         if key != self._key:
-            data = await asyncio.to_thread(encode_preview, snapshot.preview)
+            loop = asyncio.get_running_loop()
+            data = await loop.run_in_executor(self._executor, encode_preview, snapshot.preview)
             self._key, self._data = key, data
         return self._data
 
@@ -101,7 +108,7 @@ def build_router(services: Any) -> APIRouter:
     async def generate(kind: str, params: GenerationParams) -> dict[str, Any]:
         await generation.wait_ready(services)
         params = await generation.prepare(services, params)
-        job = generation.submit(services, kind, params, source=SOURCE)
+        job = await generation.submit(services, kind, params, source=SOURCE)
         final = await queue.wait_async(job.id)
         generation.raise_for_job(final)
         paths = generation.result_paths(services, final) if params.send_images else []
@@ -110,7 +117,7 @@ def build_router(services: Any) -> APIRouter:
                 "info": (final.result or {}).get("info", "")}
 
     async def run_model_job(kind: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        job = queue.submit(kind, payload or {}, source=SOURCE)
+        job = await asyncio.to_thread(queue.submit, kind, payload or {}, source=SOURCE)
         final = await queue.wait_async(job.id, timeout=MODEL_JOB_TIMEOUT)
         generation.raise_for_job(final)
         return {}
@@ -136,7 +143,7 @@ def build_router(services: Any) -> APIRouter:
                 if name not in BUILTIN_UPSCALERS:
                     allowed = ", ".join(BUILTIN_UPSCALERS)
                     raise UserInputError(field, f"unknown upscaler {name!r}; allowed: {allowed}")
-        job = queue.submit(kind, request.model_dump(mode="json"), source=SOURCE)
+        job = await asyncio.to_thread(queue.submit, kind, request.model_dump(mode="json"), source=SOURCE)
         final = await queue.wait_async(job.id)
         generation.raise_for_job(final)
         images = await asyncio.to_thread(generation.read_base64, generation.result_paths(services, final))
@@ -185,13 +192,13 @@ def build_router(services: Any) -> APIRouter:
     @router.post("/interrupt")
     async def interrupt() -> dict[str, Any]:
         """Stop the running job, keeping the images it finished (A1111 semantics)."""
-        queue.interrupt()
+        await asyncio.to_thread(queue.interrupt)
         return {}
 
     @router.post("/skip")
     async def skip() -> dict[str, Any]:
         """Abandon the current image of the running batch and go on with the next."""
-        queue.skip()
+        await asyncio.to_thread(queue.skip)
         return {}
 
     # -- options and flags --------------------------------------------------------------------------------
@@ -209,7 +216,7 @@ def build_router(services: Any) -> APIRouter:
             await asyncio.to_thread(generation.check_checkpoint, services, str(checkpoint), "sd_model_checkpoint")
         await asyncio.to_thread(settings.update_options, changes)
         if checkpoint and not _is_loaded(services, str(checkpoint)):
-            queue.submit(LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
+            await asyncio.to_thread(queue.submit, LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
         return None
 
     @router.get("/cmd-flags")

@@ -77,7 +77,16 @@ def shutdown(running: RunningServer) -> None:
 
 @pytest.fixture(scope="session")
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> Iterator[RunningServer]:
-    """The shared generation server: warmed up, tiny-sd loaded, worker running."""
+    """The shared generation server: warmed up, tiny-sd loaded, worker running.
+
+    Torch runs single-threaded here: on a shared 2-core machine under load, two OpenMP threads spend most of
+    their time waiting for each other at every op's barrier (measured: 0.3-0.5 s per tiny job with one
+    thread, 2-20 s with two).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     services = make_services(tmp_path_factory.mktemp("api-data"), tiny_models_dir)
     app = webui.create_app(services)
     services.queue.start()
@@ -89,6 +98,7 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> It
     assert services.manager.current is not None, "tiny-sd did not load"
     yield running
     shutdown(running)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

@@ -94,6 +94,7 @@ def test_eight_clients_forty_jobs_fifo_and_fast_progress(easel, client, api):
     submitted: list[tuple[int, str]] = []  # (client, job id) in the order each client got its answers
     lock = threading.Lock()
     latencies: list[float] = []
+    server_times: list[tuple[float, float, float]] = []
     stop = threading.Event()
     start = threading.Barrier(9)
 
@@ -102,8 +103,10 @@ def test_eight_clients_forty_jobs_fifo_and_fast_progress(easel, client, api):
             start.wait()
             while not stop.is_set():
                 began = time.perf_counter()
-                assert http.get("/sdapi/v1/progress").status_code == 200
+                response = http.get("/sdapi/v1/progress")
+                assert response.status_code == 200
                 latencies.append(time.perf_counter() - began)
+                server_times.append((began, float(response.headers["X-Process-Time"]), latencies[-1]))
                 time.sleep(0.01)
 
     def submitter(n: int) -> None:
@@ -116,6 +119,15 @@ def test_eight_clients_forty_jobs_fifo_and_fast_progress(easel, client, api):
                 with lock:
                     submitted.append((n, response.json()["id"]))
 
+    import gc
+    gc_times = []
+    gc_start = {}
+    def cb(phase, info):
+        if phase == "start":
+            gc_start["t"] = time.perf_counter()
+        else:
+            gc_times.append((info["generation"], round((time.perf_counter() - gc_start["t"]) * 1000)))
+    gc.callbacks.append(cb)
     poller = threading.Thread(target=poll_progress)
     clients = [threading.Thread(target=submitter, args=(n,)) for n in range(8)]
     poller.start()
@@ -141,4 +153,9 @@ def test_eight_clients_forty_jobs_fifo_and_fast_progress(easel, client, api):
         mine = [seq_of[job_id] for client_no, job_id in submitted if client_no == n]
         assert len(mine) == 5 and mine == sorted(mine)
     assert len(latencies) > 20
+    t0 = server_times[0][0]
+    gc.callbacks.remove(cb)
+    print("GC", [g for g in gc_times if g[0] == 2 or g[1] > 20])
+    print("DEBUG", [(round(b - t0, 2), round(p * 1000, 1), round(lat * 1000)) for b, p, lat in server_times
+                    if lat > 0.09])
     assert max(latencies) < 0.1, f"progress took {max(latencies) * 1000:.0f} ms at worst"

@@ -2,9 +2,9 @@
 
 - background colour: the nearest palette colour to the median of the border pixels;
 - shape colour: the nearest palette colour to the median of the pixels that clearly differ from the background;
-- shape: the geometry of that differing-pixel mask. The fill ratio of its bounding box separates the three
-  shapes (square ~1.0, circle ~0.785, triangle ~0.5); a triangle is further told from a circle by being wide at
-  the bottom and narrow at the top.
+- shape: the geometry of the largest blob of pixels nearer the shape colour than the background: the ideal
+  square, circle or upright triangle fitted to its bounding box that overlaps it best (for clean drawings this is
+  the bounding-box fill ratio: square ~1.0, circle ~0.785, triangle ~0.5).
 """
 
 from __future__ import annotations
@@ -42,26 +42,57 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return _NAMES[int(np.argmin(distances))]
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected blob of a boolean mask, so that stray speckles do not stretch the bounding box."""
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    best_label, best_size, current = 0, 0, 0
+    height, width = mask.shape
+    for y, x in zip(*np.nonzero(mask), strict=True):
+        if labels[y, x]:
+            continue
+        current += 1
+        labels[y, x] = current
+        stack, size = [(y, x)], 0
+        while stack:
+            cy, cx = stack.pop()
+            size += 1
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = current
+                    stack.append((ny, nx))
+        if size > best_size:
+            best_label, best_size = current, size
+    return labels == best_label if best_label else np.zeros_like(mask)
+
+
+def _templates(height: int, width: int) -> dict[str, np.ndarray]:
+    """Ideal masks of each shape filling a height x width bounding box (pixel centres sampled)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    v = (yy + 0.5) / height  # 0 at the top edge, 1 at the bottom
+    u = (xx + 0.5) / width - 0.5
+    return {
+        "square": np.ones((height, width), dtype=bool),
+        "circle": u**2 + (v - 0.5) ** 2 <= 0.25,
+        "triangle": np.abs(u) <= v / 2,
+    }
+
+
 def classify_shape(mask: np.ndarray) -> tuple[str | None, float]:
-    """Name the shape in a boolean mask, with the bounding-box fill ratio it was judged by."""
+    """Name the shape in a boolean mask by its best overlap (IoU) with ideal shapes fitted to its bounding box.
+
+    Returns the name and the mask's bounding-box fill ratio (square ~1.0, circle ~0.785, triangle ~0.5), which
+    is what the IoU comparison amounts to for clean drawings but is less easily fooled by soft corners.
+    """
     if mask.sum() < MIN_SHAPE_PIXELS:
         return None, 0.0
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1]
-    box = mask[top : bottom + 1, left : right + 1]
-    fill = float(box.mean())
-    height = box.shape[0]
-    band = max(1, height // 4)
-    # An upright triangle is much narrower in its top quarter than in its bottom quarter; a circle is symmetric.
-    top_width = box[:band].sum(axis=1).mean()
-    bottom_width = box[-band:].sum(axis=1).mean()
-    asymmetry = top_width / max(bottom_width, 1e-6)
-    if fill >= 0.9:
-        return "square", fill
-    if fill < 0.62 or asymmetry < 0.5:
-        return "triangle", fill
-    return "circle", fill
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    overlaps = {
+        name: float((box & template).sum() / max(1, (box | template).sum()))
+        for name, template in _templates(*box.shape).items()
+    }
+    return max(overlaps, key=overlaps.__getitem__), float(box.mean())
 
 
 def score_image(image: Image.Image | np.ndarray, spec: ShapeSpec) -> Score:
@@ -72,9 +103,19 @@ def score_image(image: Image.Image | np.ndarray, spec: ShapeSpec) -> Score:
     ])
     background_rgb = np.median(border, axis=0)
     background = nearest_colour(background_rgb)
-    mask = np.linalg.norm(pixels - background_rgb, axis=2) > DIFFERENCE_THRESHOLD
-    shape, fill = classify_shape(mask)
-    colour = nearest_colour(np.median(pixels[mask], axis=0)) if shape is not None else None
+    to_background = np.linalg.norm(pixels - background_rgb, axis=2)
+    rough = to_background > DIFFERENCE_THRESHOLD
+    if rough.sum() < MIN_SHAPE_PIXELS:
+        shape, fill, colour = None, 0.0, None
+    else:
+        shape_rgb = np.median(pixels[rough], axis=0)
+        colour = nearest_colour(shape_rgb)
+        # The shape's outline is where a pixel is nearer the shape colour than the background: the 50% coverage
+        # line, independent of how soft the edges are.
+        closer = np.linalg.norm(pixels - shape_rgb, axis=2) < to_background
+        shape, fill = classify_shape(largest_component(closer & (to_background > DIFFERENCE_THRESHOLD / 2)))
+        if shape is None:
+            colour = None
     return Score(
         background=background,
         colour=colour,

@@ -1,0 +1,59 @@
+"""sd-webui-controlnet's routes: ``/controlnet/model_list``, ``/controlnet/module_list``, ``/controlnet/detect``,
+``/controlnet/version``. Preprocessing in ``detect`` is CPU image work (no model weights), so it runs in the
+request thread instead of the GPU queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+
+API_VERSION = 2
+
+
+class DetectRequest(BaseModel):
+    controlnet_module: str = "none"
+    controlnet_input_images: list[str] = Field(default_factory=list)
+    controlnet_processor_res: int = 512
+    controlnet_threshold_a: float = -1
+    controlnet_threshold_b: float = -1
+
+
+def _service(services: Any) -> Any:
+    service = services.extensions.get("controlnet")
+    if service is None:  # before the warm-up: listing needs no torch, so build one on the spot
+        from modules.controlnet.service import ControlNetService
+
+        service = ControlNetService(services.settings.model_paths.controlnet)
+        services.extensions.setdefault("controlnet", service)
+    return service
+
+
+def build_router(services: Any) -> APIRouter:
+    router = APIRouter(prefix="/controlnet", tags=["controlnet"])
+
+    @router.get("/version")
+    def version() -> dict[str, int]:
+        return {"version": API_VERSION}
+
+    @router.get("/model_list")
+    def model_list(update: bool = True) -> dict[str, list[str]]:
+        return _service(services).model_list(update)
+
+    @router.get("/module_list")
+    def module_list(alias_names: bool = False) -> dict[str, Any]:
+        return _service(services).module_list(alias_names)
+
+    @router.post("/detect")
+    def detect(request: DetectRequest) -> dict[str, Any]:
+        return _service(services).detect(request.controlnet_module, request.controlnet_input_images,
+                                         request.controlnet_processor_res, request.controlnet_threshold_a,
+                                         request.controlnet_threshold_b)
+
+    return router
+
+
+def include_routes(app: FastAPI, services: Any) -> None:
+    app.include_router(build_router(services))
+
