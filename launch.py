@@ -38,6 +38,9 @@ log = logging.getLogger("easel.launch")
 VENV_DIR = ROOT / "venv"
 REQUIREMENTS = ROOT / "requirements.txt"
 DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
+# Packages whose declared dependencies would pull a CUDA torchvision (broken against the pinned torch):
+# installed with --no-deps; their real runtime needs are listed in requirements.txt.
+NODEPS_REQUIREMENTS = ROOT / "requirements-nodeps.txt"
 
 
 def build_launcher_parser() -> argparse.ArgumentParser:
@@ -94,7 +97,7 @@ def ensure_installed(*, test: bool, reinstall: bool, use_directml: bool, use_cpu
     choice = installer.choose_torch_command(info)
     for name, value in choice.runtime_env:
         os.environ.setdefault(name, value)
-    files = [REQUIREMENTS, DEV_REQUIREMENTS] if test else [REQUIREMENTS]
+    files = [REQUIREMENTS, NODEPS_REQUIREMENTS, DEV_REQUIREMENTS] if test else [REQUIREMENTS, NODEPS_REQUIREMENTS]
     wanted = installer.InstallStamp.expected(files, choice)
     stamp_path = installer.default_stamp_path()
     if not reinstall and not installer.needs_install(stamp_path, wanted):
@@ -106,7 +109,7 @@ def ensure_installed(*, test: bool, reinstall: bool, use_directml: bool, use_cpu
     run_pip([*choice.args, *(["--force-reinstall"] if reinstall else [])])
     for path in files:
         if path.exists():
-            run_pip(["-r", str(path)])
+            run_pip(["--no-deps", "-r", str(path)] if path == NODEPS_REQUIREMENTS else ["-r", str(path)])
     importlib.invalidate_caches()
     installer.record_install(stamp_path, wanted)
     return True

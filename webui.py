@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modules.core.errors import EaselError
@@ -49,6 +50,8 @@ class Services:
     generation: Any = None  # modules.processing.service.GenerationService
     extensions: dict[str, Any] = field(default_factory=dict)  # extension-provided services by name
     ui_mounted: bool = False
+    script_dirs: list[Path] | None = None  # built-in scripts folders (default: <repo>/scripts)
+    extension_roots: list[Path] | None = None  # extension folders (default: <repo>/extensions)
     warmup_hooks: list[Callable[[Services], None]] = field(default_factory=list)
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any] | None:
@@ -88,6 +91,7 @@ def build_services(settings: Settings) -> Services:
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
+        from modules import controlnet, upscalers
         from modules.devices import select_device
         from modules.extensions.setup import install as install_extensions
         from modules.models.manager import ModelManager
@@ -103,7 +107,9 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
             image_store=services.image_store, results_root=services.settings.data_paths.job_results)
         services.register_runner("txt2img", services.generation.run_job)
         services.register_runner("img2img", services.generation.run_job)
-        install_extensions(services)
+        upscalers.install(services)
+        controlnet.install(services)
+        install_extensions(services, builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
         for hook in services.warmup_hooks:
             hook(services)
         log.info("device: %s", services.device.describe())

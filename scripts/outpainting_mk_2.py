@@ -4,6 +4,8 @@ wrapper (argument order: info, pixels, mask_blur, direction, noise_q, color_vari
 
 from __future__ import annotations
 
+from typing import Any
+
 import modules.scripts as scripts
 from modules.processing import Processed, process_images
 from modules.processing.outpaint import DIRECTIONS, finish_outpaint, prepare_outpaint
@@ -29,7 +31,8 @@ class Script(scripts.Script):
         color_variation = gr.Slider(label="Color variation", minimum=0.0, maximum=1.0, step=0.01, value=0.05)
         return [info, pixels, mask_blur, direction, noise_q, color_variation]
 
-    def run(self, p, _info, pixels, mask_blur, direction, noise_q, color_variation) -> Processed:  # noqa: ANN001
+    def run(self, p: Any, _info: Any, pixels: int, mask_blur: int, direction: list[str], noise_q: float,
+            color_variation: float) -> Processed:
         plan = prepare_outpaint(p, int(pixels), list(direction), int(mask_blur), inpainting_fill=1,
                                 color_variation=float(color_variation))
         processed = process_images(p)

@@ -4,6 +4,8 @@ API wrapper (argument order: pixels, mask_blur, inpainting_fill, direction)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import modules.scripts as scripts
 from modules.processing import Processed, process_images
 from modules.processing.outpaint import DIRECTIONS, finish_outpaint, prepare_outpaint
@@ -28,7 +30,7 @@ class Script(scripts.Script):
                                      value=["left", "right"])
         return [pixels, mask_blur, inpainting_fill, direction]
 
-    def run(self, p, pixels, mask_blur, inpainting_fill, direction) -> Processed:  # noqa: ANN001
+    def run(self, p: Any, pixels: int, mask_blur: int, inpainting_fill: Any, direction: list[str]) -> Processed:
         fill = FILL_MODES.index(inpainting_fill) if isinstance(inpainting_fill, str) else int(inpainting_fill)
         plan = prepare_outpaint(p, int(pixels), list(direction), int(mask_blur), inpainting_fill=fill)
         processed = process_images(p)

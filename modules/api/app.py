@@ -42,6 +42,18 @@ def create_app(services: Any) -> FastAPI:
     app.include_router(sdapi_v1.build_router(services))
     app.include_router(jobs_v2.build_router(services))
     app.include_router(internal.build_router(services))
+    from modules.controlnet.api import include_routes as include_controlnet_routes
+
+    include_controlnet_routes(app, services)
+    if not flags.nowebui:
+        from fastapi.responses import HTMLResponse
+
+        from modules.ui.loading import loading_page
+
+        @app.get("/", include_in_schema=False)
+        def starting_page() -> HTMLResponse:
+            # Replaced by the Gradio UI once the warm-up has built it (modules.ui.mount removes this route).
+            return HTMLResponse(loading_page())
 
     # add_middleware puts each new layer outside the previous ones: innermost first.
     app.add_middleware(BodyLimitMiddleware, limit_bytes=flags.max_request_mb << 20)

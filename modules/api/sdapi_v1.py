@@ -67,9 +67,12 @@ class PreviewCache:
     """The last encoded live preview, so that clients polling ``progress`` several times a second do not make
     the server re-encode the same picture on every poll.
 
-    Encoding runs on a thread of its own, not the default pool: that pool also runs SQLite calls that can wait
-    for the queue's lock, and ``progress`` must never queue behind them.
+    A small preview (the usual case: a latent-sized sketch) is encoded inline, which costs less than a hop to
+    another thread; a large one runs on a thread of its own, not the default pool: that pool also runs SQLite
+    calls that can wait for the queue's lock, and ``progress`` must never queue behind them.
     """
+
+    INLINE_PIXELS = 256 * 256
 
     def __init__(self) -> None:
         self._key: tuple[str | None, int] | None = None
@@ -81,8 +84,12 @@ class PreviewCache:
             return None
         key = (snapshot.job_id, snapshot.preview_id)
         if key != self._key:
-            loop = asyncio.get_running_loop()
-            data = await loop.run_in_executor(self._executor, encode_preview, snapshot.preview)
+            size = getattr(snapshot.preview, "size", (0, 0))
+            if size[0] * size[1] <= self.INLINE_PIXELS:
+                data = encode_preview(snapshot.preview)
+            else:
+                loop = asyncio.get_running_loop()
+                data = await loop.run_in_executor(self._executor, encode_preview, snapshot.preview)
             self._key, self._data = key, data
         return self._data
 
@@ -242,14 +249,18 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/upscalers", response_model=list[UpscalerItem])
     async def upscalers() -> list[dict[str, Any]]:
+        """The upscaler service's list (``services.extensions["upscalers"].list()``), else the built-in three."""
         provider = extension("upscalers")
-        if provider is not None and hasattr(provider, "upscalers"):
-            return list(provider.upscalers())
+        if provider is not None and hasattr(provider, "list"):
+            return list(provider.list())
         return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": None}
                 for name in BUILTIN_UPSCALERS]
 
     @router.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
     async def latent_upscale_modes() -> list[dict[str, Any]]:
+        provider = extension("upscalers")
+        if provider is not None and hasattr(provider, "latent_modes"):
+            return list(provider.latent_modes())
         return [{"name": name} for name in LATENT_UPSCALE_MODES]
 
     @router.get("/sd-models", response_model=list[SDModelItem])
@@ -269,15 +280,19 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/face-restorers", response_model=list[FaceRestorerItem])
     async def face_restorers() -> list[dict[str, Any]]:
-        provider = extension("face_restorers")
-        return list(provider.face_restorers()) if provider is not None else []
+        """Face restorers the extras service has (none on a bare install: A1111 lists models it may lack)."""
+        extras = extension("extras")
+        names = sorted(getattr(extras, "face_restorers", {}) or {}) if extras is not None else []
+        return [{"name": name, "cmd_dir": None} for name in names]
 
     @router.get("/realesrgan-models")
     async def realesrgan_models() -> list[dict[str, Any]]:
+        """The RealESRGAN models among the upscalers, in A1111's ``{name, path, scale}`` shape."""
         provider = extension("upscalers")
-        if provider is not None and hasattr(provider, "realesrgan_models"):
-            return list(provider.realesrgan_models())
-        return []
+        if provider is None or not hasattr(provider, "list"):
+            return []
+        return [{"name": item["name"], "path": item.get("model_path"), "scale": item.get("scale")}
+                for item in provider.list() if "realesrgan" in str(item["name"]).lower().replace("-", "")]
 
     @router.get("/prompt-styles", response_model=list[PromptStyleItem])
     async def prompt_styles() -> list[dict[str, Any]]:

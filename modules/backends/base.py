@@ -111,7 +111,7 @@ class ComponentWrapper(torch.nn.Module):
         object.__setattr__(self, "_undo", undo)
 
     @property
-    def original(self) -> torch.nn.Module:
+    def original(self) -> Any:  # the diffusers component (typed loosely: its attributes vary by class)
         return object.__getattribute__(self, "_original")
 
     @property
@@ -212,7 +212,9 @@ def unet_example_inputs(unet: Any, shape_policy: ShapePolicy, dtype: torch.dtype
 class UNetExportAdapter(torch.nn.Module):
     """Positional-tensor façade over a diffusers UNet, the form exporters trace (no dicts, no None)."""
 
-    def __init__(self, unet: torch.nn.Module) -> None:
+    unet: Any
+
+    def __init__(self, unet: Any) -> None:
         super().__init__()
         self.unet = unet
         self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
@@ -227,7 +229,9 @@ class UNetExportAdapter(torch.nn.Module):
 class VaeDecoderExportAdapter(torch.nn.Module):
     """The VAE's decode path (post-quant conv + decoder) as a single-tensor module."""
 
-    def __init__(self, vae: torch.nn.Module) -> None:
+    vae: Any
+
+    def __init__(self, vae: Any) -> None:
         super().__init__()
         self.vae = vae
 

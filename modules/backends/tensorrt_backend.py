@@ -55,10 +55,14 @@ def profile_shapes(inputs: dict[str, torch.Tensor], shape_policy: ShapePolicy
             elif name == "encoder_hidden_states" and index == 1:
                 key = "tokens"
             else:
-                low.append(size), mid.append(size), high.append(size)
+                low.append(size)
+                mid.append(size)
+                high.append(size)
                 continue
             a, b, c = DYNAMIC_RANGES[key]
-            low.append(a), mid.append(b), high.append(c)
+            low.append(a)
+            mid.append(b)
+            high.append(c)
         shapes[name] = (tuple(low), tuple(mid), tuple(high))
     return shapes
 

@@ -59,7 +59,7 @@ class TorchUNet(ComponentWrapper):
 
     def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, *args: Any,
                 **kwargs: Any) -> Any:
-        runner: torch.nn.Module = object.__getattribute__(self, "_runner")
+        runner: Any = object.__getattribute__(self, "_runner")
         run_dtype = runner.dtype
         out_dtype = sample.dtype
         if run_dtype != out_dtype:

@@ -66,6 +66,14 @@ class StepControl:
     consume_skip: Callable[[], bool] = lambda: False
 
 
+class Interrupted(JobCancelled):
+    """The job was interrupted (or cancelled) mid-denoise; carries the latents reached so far."""
+
+    def __init__(self, latents: torch.Tensor) -> None:
+        super().__init__("interrupted")
+        self.latents = latents
+
+
 class SkipImage(Exception):
     """The user asked to skip the current batch; the loop stops and the batch is dropped."""
 
@@ -130,7 +138,7 @@ def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
     weights = [weight for _, weight in request.conds]
     for index, t in enumerate(timesteps):
         if request.control.should_stop():
-            raise JobCancelled()
+            raise Interrupted(latents)
         if request.control.consume_skip():
             raise SkipImage()
         sampling_step = index // order

@@ -66,7 +66,7 @@ class ExtrasFile(BaseModel):
 
 
 class ExtrasBatchImagesParams(ExtrasParams):
-    imageList: list[ExtrasFile] = Field(default_factory=list)  # noqa: N815 (A1111's field name)
+    imageList: list[ExtrasFile] = Field(default_factory=list)
 
 
 def parse_extras_payload(payload: dict[str, Any]) -> ExtrasSingleImageParams | ExtrasBatchImagesParams:

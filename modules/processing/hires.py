@@ -155,7 +155,7 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
     latents = scheduler.add_noise(init, noise, timesteps[0].repeat(len(first.indices))) if timesteps else init
     prompts, negatives = hr_prompts(run, first.prompts, first.negatives)
     cond = conditioner.batch(prompts, negatives, steps)
-    size_view = types.SimpleNamespace(width=size.width, height=size.height)
+    size_view: Any = types.SimpleNamespace(width=size.width, height=size.height)  # the function reads only these
     added_time_ids = core._sdxl_time_ids(pipe, size_view, len(first.indices), device, dtype)
     guidance = engine.do_cfg(unet, run.cfg_scale)
     extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, size.width, size.height, len(first.indices),

@@ -235,8 +235,11 @@ class Processor:
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
             hooks=list(run.denoise_hooks), control=control, steps_for_report=steps_total)
-        latents = engine.denoise(unet, scheduler, request)
-        if init_state is None and run.enable_hr:  # hook point: the txt2img batch's latents are ready
+        try:
+            latents = engine.denoise(unet, scheduler, request)
+        except engine.Interrupted as stop:
+            latents = stop.latents  # A1111 returns the partly denoised image of an interrupted batch
+        if init_state is None and run.enable_hr and not control.should_stop():  # hook point: the txt2img batch's latents are ready
             latents, hr_model, hr_warnings = hires.second_pass(hires.FirstPass(
                 self, run, model, conditioner, plan, indices, prompts, negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe

@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 CIRCULAR = "circular"
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+Patched = list[tuple[torch.nn.Conv2d, PaddingMode]]
 
 
 def _convolutions(modules: Iterable[Any]) -> Iterator[torch.nn.Conv2d]:
@@ -26,17 +28,17 @@ def _convolutions(modules: Iterable[Any]) -> Iterator[torch.nn.Conv2d]:
                 yield layer
 
 
-def make_circular(modules: Iterable[Any]) -> list[tuple[torch.nn.Conv2d, str]]:
+def make_circular(modules: Iterable[Any]) -> Patched:
     """Set circular padding; return what to restore."""
-    changed = []
+    changed: Patched = []
     for conv in _convolutions(modules):
         if conv.padding_mode != CIRCULAR:
             changed.append((conv, conv.padding_mode))
-            conv.padding_mode = CIRCULAR
+            conv.padding_mode = "circular"
     return changed
 
 
-def restore(changed: list[tuple[torch.nn.Conv2d, str]]) -> None:
+def restore(changed: Patched) -> None:
     for conv, mode in changed:
         conv.padding_mode = mode
 
@@ -58,7 +60,7 @@ class TilingPatch:
     """The processor's per-run preprocessor/finalizer pair: patch when ``run.tiling``, restore at the end."""
 
     def __init__(self) -> None:
-        self._active: dict[int, list[tuple[torch.nn.Conv2d, str]]] = {}
+        self._active: dict[int, Patched] = {}
         self._lock = threading.Lock()
 
     def apply(self, run: Any) -> None:

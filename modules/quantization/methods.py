@@ -39,7 +39,7 @@ class SizeReport:
 def _tensor_bytes(tensor: torch.Tensor) -> int:
     inner = getattr(tensor, "__tensor_flatten__", None)
     if inner is not None and type(tensor) is not torch.Tensor and type(tensor) is not torch.nn.Parameter:
-        names, _ = tensor.__tensor_flatten__()
+        names, _ = inner()
         return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
     data = tensor.data if isinstance(tensor, torch.nn.Parameter) else tensor
     total = data.numel() * data.element_size()

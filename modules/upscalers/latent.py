@@ -42,10 +42,11 @@ def upscale_latents(latents: torch.Tensor, size: tuple[int, int], mode_name: str
     mode = LATENT_MODES[mode_name or DEFAULT_LATENT_MODE]
     if tuple(latents.shape[-2:]) == tuple(size):
         return latents
-    kwargs: dict[str, object] = {}
-    if mode.mode in ("bilinear", "bicubic"):
-        kwargs = {"align_corners": False, "antialias": mode.antialias}
     dtype = latents.dtype
     # interpolate has no half-precision kernels for some modes on CPU; compute in fp32 and cast back.
-    resized = F.interpolate(latents.float(), size=size, mode=mode.mode, **kwargs)
+    if mode.mode in ("bilinear", "bicubic"):
+        resized = F.interpolate(latents.float(), size=size, mode=mode.mode, align_corners=False,
+                                antialias=mode.antialias)
+    else:
+        resized = F.interpolate(latents.float(), size=size, mode=mode.mode)
     return resized.to(dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections.abc import Callable
@@ -115,7 +116,7 @@ class UpscalerService:
             })
         return items
 
-    def latent_modes(self) -> list[dict[str, str]]:
+    def latent_modes(self) -> builtins.list[dict[str, str]]:
         """A1111's ``/sdapi/v1/latent-upscale-modes`` items."""
         return [{"name": name} for name in LATENT_MODES]
 

@@ -46,7 +46,9 @@ def start_server(services: Any, app: Any | None = None) -> RunningServer:
     import uvicorn
 
     app = app if app is not None else webui.create_app(services)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it a
+    # keep-alive client waits ~40 ms (Nagle + delayed ACK) for every response written in two parts.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -76,17 +78,22 @@ def shutdown(running: RunningServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> Iterator[RunningServer]:
-    """The shared generation server: warmed up, tiny-sd loaded, worker running.
-
-    Torch runs single-threaded here: on a shared 2-core machine under load, two OpenMP threads spend most of
-    their time waiting for each other at every op's barrier (measured: 0.3-0.5 s per tiny job with one
-    thread, 2-20 s with two).
-    """
+def single_threaded_torch() -> Iterator[None]:
+    """Torch runs single-threaded in these tests: on a shared 2-core machine under load, two OpenMP threads spend
+    most of their time waiting for each other at every op's barrier (measured: 0.3-0.5 s per tiny job with one
+    thread, 2-20 s with two). Restored afterwards for the rest of the session."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path,
+          single_threaded_torch: None) -> Iterator[RunningServer]:
+    """The shared generation server: warmed up, tiny-sd loaded, worker running."""
     services = make_services(tmp_path_factory.mktemp("api-data"), tiny_models_dir)
     app = webui.create_app(services)
     services.queue.start()
@@ -98,7 +105,6 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> It
     assert services.manager.current is not None, "tiny-sd did not load"
     yield running
     shutdown(running)
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

@@ -217,8 +217,12 @@ def test_list_and_misc_routes_answer_in_a1111_shapes(client):
         response = client.get(path)
         assert response.status_code == 200, (path, response.text)
         assert isinstance(response.json(), kind), path
-    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
-    assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
+    scripts = client.get("/sdapi/v1/scripts").json()
+    assert set(scripts) == {"txt2img", "img2img"} and all(isinstance(name, str) for name in scripts["txt2img"])
+    assert set(client.get("/sdapi/v1/embeddings").json()) == {"loaded", "skipped"}
+    upscalers = {item["name"] for item in client.get("/sdapi/v1/upscalers").json()}
+    assert {"None", "Lanczos", "Nearest"} <= upscalers
+    assert {"name": "Latent"} in client.get("/sdapi/v1/latent-upscale-modes").json()
     assert client.get("/sdapi/v1/memory").json()["ram"]["total"] > 0
     assert {"name": "karras", "label": "Karras"}.items() <= client.get("/sdapi/v1/schedulers").json()[2].items()
     for path in ("/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-vae", "/sdapi/v1/refresh-embeddings",

@@ -99,7 +99,8 @@ def controlnet_dir(model, tmp_path_factory: pytest.TempPathFactory) -> Path:
             module.weight.normal_(0, 0.3)
             module.bias.normal_(0, 0.1)
     controlnet.save_pretrained(folder / "tiny-cn")
-    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(folder / "tiny-cn-single.safetensors"))
+    weights = {key: value.contiguous() for key, value in controlnet.state_dict().items()}
+    save_file(weights, str(folder / "tiny-cn-single.safetensors"))
     return folder
 
 

@@ -119,7 +119,6 @@ def build_tiny_embedding(target: Path) -> Path:
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_sd_path: Path) -> Iterator[Any]:
     from modules.core.paths import REPO_ROOT
     from modules.core.settings import CmdFlags, Options, Settings
-    from modules.extensions.setup import install
     from webui import build_services, warm_up
 
     root = tmp_path_factory.mktemp("easel_ext")
@@ -149,8 +148,8 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_sd_path: Path) -> Itera
     flags = CmdFlags(data_dir=data, models_dir=models, use_cpu=True, precision="full", no_half=True)
     settings = Settings(flags, Options(sd_model_checkpoint="tiny-sd", disabled_extensions=["offext"]))
     services = build_services(settings)
-    services.warmup_hooks.append(lambda s: install(s, builtin_dirs=[REPO_ROOT / "scripts"],
-                                                   extension_roots=[extensions]))
+    services.script_dirs = [REPO_ROOT / "scripts"]
+    services.extension_roots = [extensions]
     warm_up(services, load_model=False)
     assert services.startup_error is None, services.startup_error
     yield services

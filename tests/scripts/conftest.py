@@ -14,7 +14,6 @@ import pytest
 def easel(tmp_path_factory: pytest.TempPathFactory, tiny_sd_path: Path) -> Iterator[Any]:
     from modules.core.paths import REPO_ROOT
     from modules.core.settings import CmdFlags, Options, Settings
-    from modules.extensions.setup import install
     from webui import build_services, warm_up
 
     root = tmp_path_factory.mktemp("easel_scripts")
@@ -22,8 +21,8 @@ def easel(tmp_path_factory: pytest.TempPathFactory, tiny_sd_path: Path) -> Itera
     flags = CmdFlags(data_dir=root / "data", models_dir=root / "models", use_cpu=True, precision="full",
                      no_half=True)
     services = build_services(Settings(flags, Options(sd_model_checkpoint="tiny-sd")))
-    services.warmup_hooks.append(lambda s: install(s, builtin_dirs=[REPO_ROOT / "scripts"],
-                                                   extension_roots=[root / "extensions"]))
+    services.script_dirs = [REPO_ROOT / "scripts"]
+    services.extension_roots = [root / "extensions"]
     warm_up(services, load_model=False)
     assert services.startup_error is None, services.startup_error
     yield services
