@@ -239,7 +239,8 @@ class Processor:
             latents = engine.denoise(unet, scheduler, request)
         except engine.Interrupted as stop:
             latents = stop.latents  # A1111 returns the partly denoised image of an interrupted batch
-        if init_state is None and run.enable_hr and not control.should_stop():  # hook point: the txt2img batch's latents are ready
+        # hook point: the txt2img batch's latents are ready for a hires second pass
+        if init_state is None and run.enable_hr and not control.should_stop():
             latents, hr_model, hr_warnings = hires.second_pass(hires.FirstPass(
                 self, run, model, conditioner, plan, indices, prompts, negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
