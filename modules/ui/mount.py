@@ -202,6 +202,6 @@ def mount_ui(app: Any, services: Any) -> None:
                         run_history=False, show_error=True)
     for route in reversed(app.router.routes):
         if isinstance(route, Mount) and route.path == "" and hasattr(route.app, "get_blocks"):
-            route.app = _StartGradioOnFirstRequest(route.app)
+            route.app = _StartGradioOnFirstRequest(route.app)  # type: ignore[assignment]
             break
     log.info("browser UI mounted at /")

@@ -60,9 +60,15 @@ def test_txt2img_matches_plain_diffusers(manager: ModelManager, sampler: str, sc
 
 
 def test_batch_seeds_follow_a1111_rule(manager: ModelManager) -> None:
-    """Image i of a batch uses seed+i: it equals a single-image run with that seed."""
+    """Image i of a batch uses seed+i: it equals a single-image run with that seed.
+
+    Batched convolutions may take another CPU kernel than single ones, so the comparison allows rounding-level
+    differences; images of different seeds differ by far more.
+    """
     batch = easel_txt2img(manager, prompt="a cat", steps=3, width=64, height=64, seed=50, batch_size=2,
                           sampler_name="Euler a")
     single = easel_txt2img(manager, prompt="a cat", steps=3, width=64, height=64, seed=51, sampler_name="Euler a")
-    assert np.array_equal(batch[1], single[0])
-    assert not np.array_equal(batch[0], batch[1])
+    same = np.abs(batch[1].astype(int) - single[0].astype(int))
+    other = np.abs(batch[0].astype(int) - single[0].astype(int))
+    assert same.max() <= 2 and same.mean() < 0.1, (same.max(), same.mean())
+    assert other.mean() > 5
