@@ -92,6 +92,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
         from modules import controlnet, upscalers
+        from modules.backends.setup import install as install_execution
         from modules.devices import select_device
         from modules.extensions.setup import install as install_extensions
         from modules.models.manager import ModelManager
@@ -107,6 +108,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
             image_store=services.image_store, results_root=services.settings.data_paths.job_results)
         services.register_runner("txt2img", services.generation.run_job)
         services.register_runner("img2img", services.generation.run_job)
+        install_execution(services)
         upscalers.install(services)
         controlnet.install(services)
         install_extensions(services, builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)

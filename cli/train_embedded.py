@@ -43,13 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoints and logs (gitignored)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--vae-steps", type=int, default=800)
+    parser.add_argument("--vae-steps", type=int, default=600)
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-5)
-    parser.add_argument("--steps", type=int, default=7000, help="text encoder + UNet steps")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                        help="UNet LR after warmup; constant + EMA lets a run stop at any checkpoint unchanged")
+    parser.add_argument("--steps", type=int, default=3500, help="text encoder + UNet steps")
+    parser.add_argument("--decay-start", type=int, default=2300,
+                        help="UNet LR is constant after warmup until this step, then cosine-decays to --steps "
+                             "(-1: never); a run can stop at any checkpoint before it and resume unchanged")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=300)
@@ -66,6 +67,15 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def unet_lr(step: int, args: argparse.Namespace) -> float:
+    """Linear warmup, constant, then a cosine decay over [decay_start, steps]."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if args.decay_start < 0 or step < args.decay_start:
+        return args.lr
+    return cosine_lr(step - args.decay_start, args.steps - args.decay_start, args.lr, 0)
 
 
 def step_rng(seed: int, stage: int, step: int) -> tuple[random.Random, torch.Generator]:
@@ -228,8 +238,7 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         noisy = a * latents + s * noise
         target = a * noise - s * latents  # v-prediction
         for group in optimizer.param_groups:
-            group["lr"] = (cosine_lr(step, args.steps, args.lr, args.warmup) if args.schedule == "cosine"
-                           else args.lr * min(1.0, (step + 1) / args.warmup))
+            group["lr"] = unet_lr(step, args)
         hidden = text_encoder(encode_ids(prompts))[0]
         pred = unet(noisy, timesteps, hidden).sample
         loss = F.mse_loss(pred, target)

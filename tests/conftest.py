@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,40 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd_path(tiny_models_dir: Path) -> Path:
     return tiny_models_dir / "Stable-diffusion" / "tiny-sd"
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The tiny model loaded through Easel's catalog and manager (CPU, fp32), fresh for each test module."""
+    from modules.devices import select_device
+    from modules.models.catalog import CheckpointCatalog, HashCache
+    from modules.models.manager import ModelManager
+
+    catalog = CheckpointCatalog(tiny_models_dir / "Stable-diffusion",
+                                HashCache(tmp_path_factory.mktemp("hashes") / "hashes.json"))
+    catalog.refresh()
+    device = select_device(use_cpu=True, device_id=None, precision="full", no_half=True)
+    return ModelManager(catalog, device).ensure_loaded("tiny-sd")
+
+
+def tiny_txt2img(model: Any, preprocessors: list[Any] | None = None, **fields: object) -> Any:
+    """One 64x64 Easel txt2img (Euler, 3 steps, CFG 7, seed 7) as a uint8 array of shape (batch, h, w, 3)."""
+    import numpy as np
+
+    from modules.core.settings import Options
+    from modules.processing.params import Txt2ImgParams
+    from modules.processing.processor import Processor
+    from modules.processing.run import ProcessingRun
+    from modules.processing.samplers import build_default_registry
+
+    params = {"prompt": "a red circle", "negative_prompt": "blue", "steps": 3, "cfg_scale": 7.0, "width": 64,
+              "height": 64, "seed": 7, "sampler_name": "Euler", **fields}
+    processor = Processor(samplers=build_default_registry(), model_provider=lambda run: model,
+                          prompt_preprocessors=list(preprocessors or []))
+    result = processor.process(ProcessingRun(Txt2ImgParams(**params), Options()))
+    return np.stack([np.asarray(image) for image in result.images])
+
+
+@pytest.fixture(scope="session")
+def generate() -> Any:
+    return tiny_txt2img

@@ -195,7 +195,8 @@ class Processor:
                         control: StepControl) -> tuple[list[Image.Image], list[str]]:
         pipe = model.pipe
         unet, vae = pipe.unet, pipe.vae
-        device, dtype = unet.device, unet.dtype
+        # the execution device, not unet.device: under CPU offload the UNet's weights rest elsewhere between calls
+        device, dtype = getattr(pipe, "_execution_device", unet.device), unet.dtype
         scheduler, warnings = self.samplers.build(pipe.scheduler, *self.samplers.split_sampler_and_schedule(
             run.sampler_name, run.scheduler))
         scale = pipe.vae_scale_factor
