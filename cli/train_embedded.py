@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-5)
-    parser.add_argument("--steps", type=int, default=3500, help="text encoder + UNet steps")
-    parser.add_argument("--decay-start", type=int, default=2300,
+    parser.add_argument("--steps", type=int, default=4000, help="text encoder + UNet steps")
+    parser.add_argument("--decay-start", type=int, default=2600,
                         help="UNet LR is constant after warmup until this step, then cosine-decays to --steps "
                              "(-1: never); a run can stop at any checkpoint before it and resume unchanged")
     parser.add_argument("--batch", type=int, default=32)
