@@ -164,6 +164,47 @@ def active_backend(pipe: Any) -> str:
     return unet.backend_name if isinstance(unet, ComponentWrapper) else "torch"
 
 
+class GraphUNet(ComponentWrapper):
+    """A UNet whose forward runs a compiled graph (ONNX Runtime session, OpenVINO request, TensorRT engine).
+
+    ``graph`` maps the named UNet inputs to the noise prediction; the original stays reachable for restore.
+    """
+
+    def __init__(self, original: torch.nn.Module, graph: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                 backend_name: str) -> None:
+        super().__init__(original)
+        object.__setattr__(self, "_graph", graph)
+        object.__setattr__(self, "backend_name", backend_name)
+
+    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
+                timestep_cond: Any = None, cross_attention_kwargs: Any = None,
+                added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True,
+                **extra: Any) -> Any:
+        reject_unsupported_unet_kwargs(self.backend_name, timestep_cond, cross_attention_kwargs, extra)
+        inputs = unet_call_inputs(self.original, sample, timestep, encoder_hidden_states, added_cond_kwargs)
+        out = object.__getattribute__(self, "_graph")(inputs)
+        return unet_output(out.to(device=sample.device, dtype=sample.dtype), return_dict)
+
+
+class GraphVae(ComponentWrapper):
+    """A VAE that decodes with a compiled graph; ``encode`` and everything else is the original PyTorch VAE."""
+
+    def __init__(self, original: torch.nn.Module, graph: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                 backend_name: str) -> None:
+        super().__init__(original)
+        object.__setattr__(self, "_graph", graph)
+        object.__setattr__(self, "backend_name", backend_name)
+
+    def decode(self, latents: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
+        decoded = object.__getattribute__(self, "_graph")({"latents": latents})
+        decoded = decoded.to(device=latents.device, dtype=latents.dtype)
+        if return_dict:
+            from diffusers.models.autoencoders.vae import DecoderOutput
+
+            return DecoderOutput(sample=decoded)
+        return (decoded,)
+
+
 def unet_output(sample: torch.Tensor, return_dict: bool) -> Any:
     """What ``UNet2DConditionModel.forward`` returns: a tuple, or an object with ``.sample``."""
     if return_dict:

@@ -17,14 +17,12 @@ import numpy as np
 import torch
 
 from modules.backends.base import (
-    ComponentWrapper,
     ExecutionBackend,
+    GraphUNet,
+    GraphVae,
     ShapePolicy,
     export_key,
     install_component,
-    reject_unsupported_unet_kwargs,
-    unet_call_inputs,
-    unet_output,
 )
 from modules.backends.onnx_export import export_unet, export_vae_decoder
 from modules.backends.registry import register_backend
@@ -65,40 +63,8 @@ class OrtGraph:
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
-class OrtUNet(ComponentWrapper):
-    backend_name = "onnxruntime"
-
-    def __init__(self, original: torch.nn.Module, graph: OrtGraph) -> None:
-        super().__init__(original)
-        object.__setattr__(self, "_graph", graph)
-
-    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
-                timestep_cond: Any = None, cross_attention_kwargs: Any = None,
-                added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True,
-                **extra: Any) -> Any:
-        reject_unsupported_unet_kwargs(self.backend_name, timestep_cond, cross_attention_kwargs, extra)
-        inputs = unet_call_inputs(self.original, sample, timestep, encoder_hidden_states, added_cond_kwargs)
-        out = object.__getattribute__(self, "_graph")(inputs)
-        return unet_output(out.to(device=sample.device, dtype=sample.dtype), return_dict)
 
 
-class OrtVae(ComponentWrapper):
-    """Decodes with ORT; ``encode`` and everything else is the original PyTorch VAE."""
-
-    backend_name = "onnxruntime"
-
-    def __init__(self, original: torch.nn.Module, graph: OrtGraph) -> None:
-        super().__init__(original)
-        object.__setattr__(self, "_graph", graph)
-
-    def decode(self, latents: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
-        decoded = object.__getattribute__(self, "_graph")({"latents": latents})
-        decoded = decoded.to(device=latents.device, dtype=latents.dtype)
-        if return_dict:
-            from diffusers.models.autoencoders.vae import DecoderOutput
-
-            return DecoderOutput(sample=decoded)
-        return (decoded,)
 
 
 def export_folder(cache_dir: Path, family: str, loaded: Any, shape_policy: ShapePolicy, precision: str) -> Path:
@@ -138,12 +104,12 @@ class OnnxRuntimeBackend(ExecutionBackend):
         unet = pipe.unet
         source = unet if unet.dtype == dtype else _converted(unet, dtype)
         graph = OrtGraph(export_unet(source, folder, shape_policy, dtype), providers, self.threads)
-        install_component(pipe, "unet", OrtUNet(unet, graph))
+        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
         if self.include_vae if include_vae is None else include_vae:
             vae = pipe.vae
             vae_source = vae if vae.dtype == dtype else _converted(vae, dtype)
             vae_graph = OrtGraph(export_vae_decoder(vae_source, folder, shape_policy, dtype), providers, self.threads)
-            install_component(pipe, "vae", OrtVae(vae, vae_graph))
+            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
         log.info("onnxruntime backend ready in %.1fs (%s, %s)", time.perf_counter() - started, folder.name,
                  ", ".join(providers))
 

@@ -21,17 +21,15 @@ import numpy as np
 import torch
 
 from modules.backends.base import (
-    ComponentWrapper,
     ExecutionBackend,
+    GraphUNet,
+    GraphVae,
     ShapePolicy,
     UNetExportAdapter,
     VaeDecoderExportAdapter,
     export_key,
     install_component,
-    reject_unsupported_unet_kwargs,
-    unet_call_inputs,
     unet_example_inputs,
-    unet_output,
 )
 from modules.backends.registry import register_backend
 from modules.core.errors import UnsupportedError
@@ -55,38 +53,8 @@ class OvGraph:
         return torch.from_numpy(np.array(self.request.get_output_tensor(0).data, copy=True))
 
 
-class OvUNet(ComponentWrapper):
-    backend_name = "openvino"
-
-    def __init__(self, original: torch.nn.Module, graph: OvGraph) -> None:
-        super().__init__(original)
-        object.__setattr__(self, "_graph", graph)
-
-    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
-                timestep_cond: Any = None, cross_attention_kwargs: Any = None,
-                added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True,
-                **extra: Any) -> Any:
-        reject_unsupported_unet_kwargs(self.backend_name, timestep_cond, cross_attention_kwargs, extra)
-        inputs = unet_call_inputs(self.original, sample, timestep, encoder_hidden_states, added_cond_kwargs)
-        out = object.__getattribute__(self, "_graph")(inputs)
-        return unet_output(out.to(device=sample.device, dtype=sample.dtype), return_dict)
 
 
-class OvVae(ComponentWrapper):
-    backend_name = "openvino"
-
-    def __init__(self, original: torch.nn.Module, graph: OvGraph) -> None:
-        super().__init__(original)
-        object.__setattr__(self, "_graph", graph)
-
-    def decode(self, latents: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
-        decoded = object.__getattribute__(self, "_graph")({"latents": latents})
-        decoded = decoded.to(device=latents.device, dtype=latents.dtype)
-        if return_dict:
-            from diffusers.models.autoencoders.vae import DecoderOutput
-
-            return DecoderOutput(sample=decoded)
-        return (decoded,)
 
 
 def convert_to_ir(module: torch.nn.Module, inputs: dict[str, torch.Tensor], target: Path,
@@ -179,7 +147,7 @@ class OpenVinoBackend(ExecutionBackend):
         model = convert_to_ir(UNetExportAdapter(_float_copy(unet)), inputs, folder / "unet.xml", shape_policy,
                               compression)
         graph = OvGraph(core.compile_model(model, device, config), list(inputs))
-        install_component(pipe, "unet", OvUNet(unet, graph))
+        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
         if self.include_vae if include_vae is None else include_vae:
             vae = pipe.vae
             if shape_policy.kind == "static":
@@ -190,8 +158,8 @@ class OpenVinoBackend(ExecutionBackend):
             latents = {"latents": torch.randn(*shape, generator=torch.Generator().manual_seed(0))}
             vae_model = convert_to_ir(VaeDecoderExportAdapter(_float_copy(vae)), latents, folder / "vae_decoder.xml",
                                       shape_policy)
-            install_component(pipe, "vae", OvVae(vae, OvGraph(core.compile_model(vae_model, device, config),
-                                                              ["latents"])))
+            vae_graph = OvGraph(core.compile_model(vae_model, device, config), ["latents"])
+            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
         log.info("openvino backend ready in %.1fs (%s on %s, %s)", time.perf_counter() - started, folder.name,
                  device, config)
 

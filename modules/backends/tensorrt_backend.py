@@ -17,15 +17,12 @@ from typing import Any, ClassVar
 import torch
 
 from modules.backends.base import (
-    ComponentWrapper,
     ExecutionBackend,
+    GraphUNet,
     ShapePolicy,
     export_key,
     install_component,
-    reject_unsupported_unet_kwargs,
-    unet_call_inputs,
     unet_example_inputs,
-    unet_output,
 )
 from modules.backends.onnx_export import export_unet
 from modules.backends.registry import register_backend
@@ -138,21 +135,6 @@ def _torch_dtype(trt_dtype: Any) -> torch.dtype:
             trt.int32: torch.int32, trt.int64: torch.int64}[trt_dtype]
 
 
-class TrtUNet(ComponentWrapper):
-    backend_name = "tensorrt"
-
-    def __init__(self, original: torch.nn.Module, graph: TrtGraph) -> None:
-        super().__init__(original)
-        object.__setattr__(self, "_graph", graph)
-
-    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
-                timestep_cond: Any = None, cross_attention_kwargs: Any = None,
-                added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True,
-                **extra: Any) -> Any:
-        reject_unsupported_unet_kwargs(self.backend_name, timestep_cond, cross_attention_kwargs, extra)
-        inputs = unet_call_inputs(self.original, sample, timestep, encoder_hidden_states, added_cond_kwargs)
-        out = object.__getattribute__(self, "_graph")(inputs)
-        return unet_output(out.to(dtype=sample.dtype), return_dict)
 
 
 @register_backend
@@ -190,7 +172,7 @@ class TensorRtBackend(ExecutionBackend):
         else:
             onnx_path = export_unet(_fp32_cpu_copy(unet), folder / "onnx", shape_policy, torch.float32)
             plan = build_engine(onnx_path, plan_path, inputs, shape_policy, fp16=precision == "fp16")
-        install_component(pipe, "unet", TrtUNet(unet, TrtGraph(plan, unet.device)))
+        install_component(pipe, "unet", GraphUNet(unet, TrtGraph(plan, unet.device), self.name))
 
 
 def _fp32_cpu_copy(unet: torch.nn.Module) -> torch.nn.Module:
