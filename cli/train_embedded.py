@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(-1: never); a run can stop at any checkpoint before it and resume unchanged")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--extra-steps", type=int, default=500,
+                        help="a second, warm-restarted cosine cycle after --steps (total steps + extra steps)")
+    parser.add_argument("--extra-lr", type=float, default=3e-4, help="peak lr of the second cycle")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema-decay", type=float, default=0.998)
     parser.add_argument("--dropout", type=float, default=0.1, help="share of empty prompts (for CFG)")
@@ -70,7 +73,9 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
 
 
 def unet_lr(step: int, args: argparse.Namespace) -> float:
-    """Linear warmup, constant, then a cosine decay over [decay_start, steps]."""
+    """Linear warmup, constant, then a cosine decay over [decay_start, steps], then an optional second cycle."""
+    if step >= args.steps:
+        return cosine_lr(step - args.steps, args.extra_steps, args.extra_lr, 0)
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     if args.decay_start < 0 or step < args.decay_start:
@@ -220,8 +225,9 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         return torch.stack([ids_cache[p] for p in prompts])
 
     alphas = scheduler.alphas_cumprod
-    end = args.steps if args.stop_after <= 0 else min(args.steps, args.stop_after)
-    bar = tqdm(range(start, end), desc="unet", initial=start, total=args.steps, mininterval=20)
+    total = args.steps + args.extra_steps
+    end = total if args.stop_after <= 0 else min(total, args.stop_after)
+    bar = tqdm(range(start, end), desc="unet", initial=start, total=total, mininterval=20)
     began = time.time()
     running = 0.0
     for step in bar:
@@ -299,7 +305,7 @@ def export(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
         "seed": args.seed,
         "vae_steps": state.get("vae_step", 0),
         "unet_steps": state.get("step", 0),
-        "planned_unet_steps": args.steps,
+        "planned_unet_steps": args.steps + args.extra_steps,
         "batch": args.batch,
         "vae_seconds": round(state.get("vae_seconds", 0.0)),
         "unet_seconds": round(state.get("unet_seconds", 0.0)),

@@ -96,6 +96,7 @@ def build_training_scheduler() -> DDPMScheduler:
 
 def build_inference_scheduler() -> EulerDiscreteScheduler:
     """The shipped default sampler (Euler); its config carries v-prediction, zero SNR and trailing spacing."""
-    fields = {key: value for key, value in NOISE_SCHEDULE.items() if key != "clip_sample"}
-    # steps_offset is unused by trailing spacing; 1 keeps diffusers' deprecation check quiet for every sampler.
-    return EulerDiscreteScheduler(**fields, steps_offset=1)
+    # from_config keeps keys Euler does not use (clip_sample=False) in the saved config, so that a DDIM scheduler
+    # made from it does not clip the predicted latents to [-1, 1]. steps_offset is unused by trailing spacing;
+    # 1 keeps diffusers' deprecation check quiet for every sampler.
+    return EulerDiscreteScheduler.from_config({**NOISE_SCHEDULE, "steps_offset": 1, "set_alpha_to_one": True})
