@@ -7,9 +7,11 @@ Easel's ``/sdapi/v2`` job views. Field names are the contract; A1111 clients rea
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from modules.processing.extras import ExtrasBatchImagesParams, ExtrasSingleImageParams
 
 
 class _Lenient(BaseModel):
@@ -34,33 +36,9 @@ class ImageToImageResponse(TextToImageResponse):
 # -- extras ---------------------------------------------------------------------------------------------------
 
 
-class ExtrasBaseRequest(_Lenient):
-    resize_mode: Literal[0, 1] = Field(0, description="0: scale by upscaling_resize; 1: to upscaling_resize_w/h")
-    show_extras_results: bool = True
-    gfpgan_visibility: float = Field(0.0, ge=0.0, le=1.0)
-    codeformer_visibility: float = Field(0.0, ge=0.0, le=1.0)
-    codeformer_weight: float = Field(0.0, ge=0.0, le=1.0)
-    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0)
-    upscaling_resize_w: int = Field(512, ge=1, le=8192)
-    upscaling_resize_h: int = Field(512, ge=1, le=8192)
-    upscaling_crop: bool = True
-    upscaler_1: str = "None"
-    upscaler_2: str = "None"
-    extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
-    upscale_first: bool = False
-
-
-class ExtrasSingleImageRequest(ExtrasBaseRequest):
-    image: str = Field("", description="base64 image or data URL")
-
-
-class FileData(_Lenient):
-    data: str = Field(..., description="base64 image or data URL")
-    name: str = ""
-
-
-class ExtrasBatchImagesRequest(ExtrasBaseRequest):
-    imageList: list[FileData] = Field(default_factory=list)  # A1111 field name
+# The extras request models are the ones the extras runner consumes (request model = processing input).
+ExtrasSingleImageRequest = ExtrasSingleImageParams
+ExtrasBatchImagesRequest = ExtrasBatchImagesParams
 
 
 class ExtrasSingleImageResponse(BaseModel):
