@@ -247,6 +247,11 @@ def build_registry() -> PreprocessorRegistry:
         Preprocessor("blur_gaussian", blur_gaussian, Slider("Sigma", 9.0, 0.01, 64.0, 0.01)),
         Preprocessor("recolor_luminance", recolor_luminance, Slider("Gamma Correction", 1.0, 0.1, 2.0, 0.001)),
         Preprocessor("recolor_intensity", recolor_intensity, Slider("Gamma Correction", 1.0, 0.1, 2.0, 0.001)),
+        # IP-Adapter units: the picture goes unchanged to the adapter's own CLIP vision encoder, which is part
+        # of the IP-Adapter model folder; the names are sd-webui-controlnet's encoder preprocessors.
+        Preprocessor("ip-adapter-auto", none, uses_resolution=False,
+                     aliases=("ip-adapter_clip_sd15", "ip-adapter_clip_h", "ip-adapter_clip_sdxl",
+                              "ip-adapter_clip_g", "ip-adapter_clip_sdxl_plus_vith")),
     ):
         registry.register(item)
     return registry

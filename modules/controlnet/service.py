@@ -1,4 +1,5 @@
-"""The ControlNet service: models, preprocessors, and the run customizer that attaches units to a run."""
+"""The ControlNet service: control models (ControlNets, T2I-Adapters, IP-Adapters), preprocessors, the run
+customizer that attaches units to a run, and the finalizer that undoes a run's IP-Adapter patch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modules.controlnet.ip_adapter import ImageEncoderCache
 from modules.controlnet.models import NONE_MODEL, ControlNetCatalog
 from modules.controlnet.preprocessors import PreprocessorRegistry, build_registry, run_preprocessor
 from modules.controlnet.runtime import ControlNetProvider, PreparedUnit
@@ -22,6 +24,7 @@ class ControlNetService:
     def __init__(self, folder: Path, *, cache_size: int = 2) -> None:
         self.catalog = ControlNetCatalog(folder, cache_size)
         self.preprocessors: PreprocessorRegistry = build_registry()
+        self.image_encoders = ImageEncoderCache()
 
     # -- listing (sd-webui-controlnet's /controlnet/* shapes) ---------------------------------------------------
     def model_list(self, update: bool = True) -> dict[str, list[str]]:
@@ -62,7 +65,7 @@ class ControlNetService:
             unit = self._parse(raw, f"{field_prefix}[{index}]")
             if unit is None or not unit.enabled or unit.model in ("", NONE_MODEL):
                 continue
-            self.catalog.find(unit.model, f"{field_prefix}[{index}].model")
+            file = self.catalog.find(unit.model, f"{field_prefix}[{index}].model")
             self.preprocessors.get(unit.module, f"{field_prefix}[{index}].module")
             data = unit.image_data()
             if data is not None:
@@ -72,16 +75,23 @@ class ControlNetService:
             else:
                 raise UserInputError(f"{field_prefix}[{index}].image", "ControlNet unit is enabled but has no "
                                                                        "input image")
-            prepared.append(PreparedUnit(index, unit, source.convert("RGB")))
+            prepared.append(PreparedUnit(index, unit, source.convert("RGB"), file.kind, field_prefix))
         providers = [p for p in getattr(run, "unet_kwargs_providers", []) if not getattr(p, "is_controlnet", False)]
         for key in [k for k in run.extra_generation_params if k.startswith("ControlNet ")]:
             del run.extra_generation_params[key]
         if prepared:
-            providers.append(ControlNetProvider(prepared, self.catalog, self.preprocessors))
+            providers.append(ControlNetProvider(prepared, self.catalog, self.preprocessors, self.image_encoders))
             for number, item in enumerate(prepared):
                 run.extra_generation_params[f"ControlNet {number}"] = item.unit.infotext()
         run.unet_kwargs_providers = providers
         return prepared
+
+    @staticmethod
+    def finalize(run: Any) -> None:
+        """Processor finalizer: undo the run's IP-Adapter patches, so the next job runs the untouched UNet."""
+        for provider in getattr(run, "unet_kwargs_providers", []):
+            if getattr(provider, "is_controlnet", False):
+                provider.close()
 
     @staticmethod
     def _parse(raw: Any, field: str) -> ControlNetUnit | None:

@@ -99,7 +99,9 @@ class DenoiseRequest:
     eta: float | None = None
     added_time_ids: torch.Tensor | None = None  # SDXL size/crop conditioning, (batch, 6)
     inpaint: InpaintSetup | None = None
-    unet_kwargs: Callable[[int, torch.Tensor, torch.Tensor], dict[str, Any]] | None = None  # ControlNet residuals
+    # ControlNet/adapter inputs: (step, latent_input, embeds, added_cond_kwargs) -> extra UNet kwargs, which may
+    # replace added_cond_kwargs (IP-Adapter image embeds)
+    unet_kwargs: Callable[[int, torch.Tensor, torch.Tensor, dict[str, Any] | None], dict[str, Any]] | None = None
     hooks: Sequence[DenoiseHooks] = ()
     control: StepControl = field(default_factory=StepControl)
     steps_for_report: int | None = None
@@ -164,9 +166,10 @@ def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
         if replaced or (uncond_part is not None and state.uncond is not uncond_part.embeds):
             # a CFG hook replaced the text conditioning for this step (A1111 on_cfg_denoiser semantics)
             embeds = torch.cat(([state.uncond] if state.uncond is not None else []) + list(state.cond))
-        unet_extra = request.unet_kwargs(index, state.latent_input, embeds) if request.unet_kwargs else {}
+        unet_extra = request.unet_kwargs(index, state.latent_input, embeds, added) if request.unet_kwargs else {}
+        step_added = unet_extra.pop("added_cond_kwargs", added)
         noise_pred = unet(state.latent_input, t, encoder_hidden_states=embeds, timestep_cond=None,
-                          cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False, **unet_extra)[0]
+                          cross_attention_kwargs=None, added_cond_kwargs=step_added, return_dict=False, **unet_extra)[0]
         state.noise_pred = noise_pred
         for hook in request.hooks:
             hook.after_unet(state)

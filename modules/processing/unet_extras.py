@@ -2,8 +2,10 @@
 
 A provider is attached to a run (``run.unet_kwargs_providers``) by whatever feature needs it and is asked,
 once per denoising pass (the first pass and a hires second pass), for a callback the engine calls at every
-step: ``callback(step_index, latent_input, embeds) -> dict`` merged into the UNet call. Several providers'
-residuals are summed, which is also how diffusers' multi-ControlNet combines them.
+step: ``callback(step_index, latent_input, embeds, added_cond_kwargs) -> dict`` merged into the UNet call
+(SDXL-type ControlNets need the same ``added_cond_kwargs`` as the UNet; a returned ``added_cond_kwargs`` replaces
+the UNet's, which is how IP-Adapter image embeddings get in). Several providers' residuals are summed, which is
+also how diffusers' multi-ControlNet combines them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-UnetKwargs = Callable[[int, torch.Tensor, torch.Tensor], dict[str, Any]]
+UnetKwargs = Callable[[int, torch.Tensor, torch.Tensor, dict[str, Any] | None], dict[str, Any]]
 
 
 @dataclass
@@ -42,10 +44,11 @@ def unet_kwargs_for(run: Any, denoise_pass: DenoisePass) -> UnetKwargs | None:
     if len(callbacks) == 1:
         return callbacks[0]
 
-    def combined(step: int, latent_input: torch.Tensor, embeds: torch.Tensor) -> dict[str, Any]:
+    def combined(step: int, latent_input: torch.Tensor, embeds: torch.Tensor,
+                 added: dict[str, Any] | None) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for callback in callbacks:
-            for key, value in callback(step, latent_input, embeds).items():
+            for key, value in callback(step, latent_input, embeds, added).items():
                 merged[key] = value if key not in merged else add_residuals(merged[key], value)
         return merged
 
@@ -53,6 +56,8 @@ def unet_kwargs_for(run: Any, denoise_pass: DenoisePass) -> UnetKwargs | None:
 
 
 def add_residuals(left: Any, right: Any) -> Any:
+    if isinstance(left, dict):  # added_cond_kwargs: each provider adds its own keys
+        return {**left, **right}
     if isinstance(left, (tuple, list)):
         return type(left)(a + b for a, b in zip(left, right, strict=True))
     return left + right
