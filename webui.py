@@ -91,7 +91,7 @@ def build_services(settings: Settings) -> Services:
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
-        from modules import controlnet, upscalers
+        from modules import controlnet, faces, upscalers
         from modules.backends.setup import install as install_execution
         from modules.devices import select_device
         from modules.extensions.setup import install as install_extensions
@@ -110,6 +110,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
         services.register_runner("img2img", services.generation.run_job)
         install_execution(services)
         upscalers.install(services)
+        faces.install(services)
         controlnet.install(services)
         install_extensions(services, builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
         for hook in services.warmup_hooks:

@@ -280,10 +280,10 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/face-restorers", response_model=list[FaceRestorerItem])
     async def face_restorers() -> list[dict[str, Any]]:
-        """Face restorers the extras service has (none on a bare install: A1111 lists models it may lack)."""
-        extras = extension("extras")
-        names = sorted(getattr(extras, "face_restorers", {}) or {}) if extras is not None else []
-        return [{"name": name, "cmd_dir": None} for name in names]
+        """The installed face restorers (``services.extensions["faces"].list()``); none on a bare install, where
+        A1111 would list models it downloads on first use."""
+        provider = extension("faces")
+        return list(provider.list()) if provider is not None and hasattr(provider, "list") else []
 
     @router.get("/realesrgan-models")
     async def realesrgan_models() -> list[dict[str, Any]]:

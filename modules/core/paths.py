@@ -82,6 +82,15 @@ class ModelPaths:
     def controlnet(self) -> Path:
         return self.root / "ControlNet"
 
+    @property
+    def gfpgan(self) -> Path:
+        return self.root / "GFPGAN"
+
+    @property
+    def codeformer(self) -> Path:
+        return self.root / "Codeformer"
+
     def ensure(self) -> None:
-        for folder in (self.stable_diffusion, self.vae, self.lora, self.embeddings, self.esrgan, self.controlnet):
+        for folder in (self.stable_diffusion, self.vae, self.lora, self.embeddings, self.esrgan, self.controlnet,
+                       self.gfpgan, self.codeformer):
             folder.mkdir(parents=True, exist_ok=True)

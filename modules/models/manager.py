@@ -3,7 +3,10 @@
 Loading goes through the family registry (offline, configs shipped in ``configs/``). Switching drops every
 reference to the previous pipeline, runs the garbage collector and empties the device cache, so memory is
 actually released (A1111's RAM-grows-on-every-switch complaint). ``sd_checkpoint_cache`` keeps up to N
-previous pipelines in CPU RAM for fast switching back.
+previous pipelines in CPU RAM for fast switching back. A switch inside one run (a hires pass on
+``hr_checkpoint_name``, and back) *parks* the replaced pipeline in CPU RAM whatever the cache size, so the run
+gets the same object back, with its per-run patches (LoRA, tiling); :meth:`trim_cache` drops what the cache
+size does not allow once the run ends.
 
 Only the job worker switches models during generation; the start-up warm-up loads the default model through
 :meth:`ensure_loaded` under the same lock, so requests simply wait for it.
@@ -89,15 +92,22 @@ class ModelManager:
         preferred = [entry for entry in entries if entry.name.startswith("easel-shapes")]
         return (preferred or entries)[0]
 
-    def ensure_loaded(self, query: str | None = None) -> LoadedModel:
-        """Load ``query`` unless it is already the current model; returns the loaded model."""
+    def ensure_loaded(self, query: str | None = None, *, park_current: bool = False) -> LoadedModel:
+        """Load ``query`` unless it is already the current model; returns the loaded model. With ``park_current``
+        the model it replaces stays in CPU RAM beyond ``sd_checkpoint_cache`` until :meth:`trim_cache`."""
         with self._lock:
             info = self.resolve(query)
             if self._current is not None and self._current.info.path == info.path:
                 return self._current
-            return self._switch_to(info)
+            return self._switch_to(info, park_current)
 
-    def _switch_to(self, info: CheckpointInfo) -> LoadedModel:
+    def trim_cache(self) -> None:
+        """Drop the CPU-cached pipelines beyond ``sd_checkpoint_cache`` (oldest first), e.g. parked ones."""
+        with self._lock:
+            if self._trim(self._cache_size()):
+                self.release_memory()
+
+    def _switch_to(self, info: CheckpointInfo, park_previous: bool = False) -> LoadedModel:
         from modules.models import families
 
         self.loading = info.title
@@ -105,7 +115,7 @@ class ModelManager:
             previous = self._current
             self._current = None
             if previous is not None:
-                self._retire(previous)
+                self._retire(previous, park_previous)
             cached = self._cpu_cache.pop(str(info.path), None)
             if cached is not None:
                 cached.pipe.to(self.device.device)
@@ -136,15 +146,22 @@ class ModelManager:
                 log.exception("on_model_loaded callback %r failed", callback)
         return loaded
 
-    def _retire(self, model: LoadedModel) -> None:
+    def _retire(self, model: LoadedModel, park: bool = False) -> None:
         keep = self._cache_size()
-        if keep > 0:
+        if keep > 0 or park:
             model.pipe.to("cpu")
             self._cpu_cache[str(model.info.path)] = model
-            while len(self._cpu_cache) > keep:
-                self._cpu_cache.popitem(last=False)
+            if not park:
+                self._trim(keep)
         del model
         self.release_memory()
+
+    def _trim(self, keep: int) -> bool:
+        trimmed = False
+        while len(self._cpu_cache) > keep:
+            self._cpu_cache.popitem(last=False)
+            trimmed = True
+        return trimmed
 
     def release_memory(self) -> None:
         gc.collect()

@@ -4,8 +4,9 @@
 Request fields and defaults are A1111's ``ExtrasSingleImageRequest``/``ExtrasBatchImagesRequest``:
 ``resize_mode`` 0 scales by ``upscaling_resize``, 1 scales until ``upscaling_resize_w x upscaling_resize_h`` is
 covered and, with ``upscaling_crop``, crops the centre to exactly that size; ``upscaler_2`` is blended over
-``upscaler_1``'s result with ``extras_upscaler_2_visibility``. Face restoration runs only when a face
-restorer is installed; otherwise the result carries a note and the job still succeeds.
+``upscaler_1``'s result with ``extras_upscaler_2_visibility``. Face restoration (``gfpgan_visibility``,
+``codeformer_visibility`` with ``codeformer_weight``) runs when the face restorer service has that model; otherwise
+the result carries a note saying what to install, and the job still succeeds (A1111 clients expect an image).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modules.core.atomic import atomic_write_bytes
-from modules.core.errors import UserInputError
+from modules.core.errors import EaselError, NotFoundError, UserInputError
 from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,21 @@ def parse_extras_payload(payload: dict[str, Any]) -> ExtrasSingleImageParams | E
     return ExtrasSingleImageParams.model_validate(payload)
 
 
+class RestoredFaces(Protocol):
+    image: Image.Image
+    faces: list[Any]  # the detected face boxes
+
+
 class FaceRestorer(Protocol):
     name: str  # "GFPGAN" or "CodeFormer"
 
-    def restore(self, image: Image.Image, weight: float) -> Image.Image: ...
+    def restore(self, image: Image.Image, *, visibility: float, weight: float) -> RestoredFaces: ...
+
+
+class FaceRestorers(Protocol):
+    """``modules.faces.service.FaceRestorerService``: ``get`` raises an EaselError that says what to install."""
+
+    def get(self, name: str) -> FaceRestorer: ...
 
 
 @dataclass
@@ -108,7 +120,7 @@ class ExtrasService:
     settings: Any  # Settings
     upscalers: Any  # UpscalerService
     image_store: Any = None  # ImageStore
-    face_restorers: dict[str, FaceRestorer] = field(default_factory=dict)
+    face_restorers: FaceRestorers | None = None
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
         params = parse_extras_payload(dict(job.payload))
@@ -202,12 +214,17 @@ class ExtrasService:
                                          ("CodeFormer", params.codeformer_visibility, params.codeformer_weight)):
             if visibility <= 0:
                 continue
-            restorer = self.face_restorers.get(name)
-            if restorer is None:
-                notes.append(f"{name} face restoration skipped: no {name} model is installed.")
+            try:
+                if self.face_restorers is None:
+                    raise NotFoundError(f"no {name} model is installed")
+                restored = self.face_restorers.get(name).restore(
+                    image, visibility=visibility, weight=weight if weight is not None else 0.5)
+            except EaselError as exc:
+                _add_note(notes, f"{name} face restoration skipped: {exc.message}")
                 continue
-            restored = restorer.restore(image, weight if weight is not None else 0.5)
-            image = Image.blend(image, restored.resize(image.size), visibility) if visibility < 1 else restored
+            if not restored.faces:
+                _add_note(notes, f"{name}: no face found")
+            image = restored.image
             info[f"{name} visibility"] = _number(visibility)
             if weight is not None:
                 info["CodeFormer weight"] = _number(weight)
@@ -241,6 +258,11 @@ class ExtrasService:
             "interrupted": result.interrupted,
             "finished_at": time.time(),
         }
+
+
+def _add_note(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
 
 
 def _number(value: float) -> float | int:

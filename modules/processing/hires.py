@@ -8,6 +8,10 @@ the hires sampler and the hires prompts. The size rules are A1111's:
 - ``hr_resize_x = hr_resize_y = 0``: ``width * hr_scale`` x ``height * hr_scale``;
 - only one of them set: the other follows the first pass's aspect ratio;
 - both set: upscale until the target is covered, then crop the centre to exactly that size.
+
+``hr_checkpoint_name`` runs the second pass on another checkpoint: the first pass is decoded (for pixel
+upscalers) before the switch, the hires checkpoint is loaded through the processor's model provider (the model
+manager), and the processor switches back to the run's own checkpoint before the next batch and at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from modules.core.errors import EaselError, UserInputError
 from modules.processing import engine
 from modules.processing.engine import DenoiseRequest, StepControl
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
@@ -61,6 +66,12 @@ def hires_size(width: int, height: int, hr_scale: float, resize_x: int, resize_y
 
     return HiresSize(snap(target[0]), snap(target[1]), max(snap(cover[0]), snap(target[0])),
                      max(snap(cover[1]), snap(target[1])))
+
+
+def switches_checkpoint(run: Any) -> bool:
+    """Whether the run's second pass asks for a checkpoint of its own ("Use same checkpoint", None, "" do not)."""
+    return bool(getattr(run, "enable_hr", False) and not getattr(run, "is_img2img", False)
+                and run.hr_checkpoint_name not in (None, *SAME_CHECKPOINT))
 
 
 def run_hires_size(run: Any, multiple: int = 8) -> HiresSize:
@@ -121,23 +132,27 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
 
     run = first.run
     annotate(run)
+    upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
+    first_images: list[Image.Image] = []
+    if not is_latent_mode(upscaler):
+        registry: Any = getattr(first.processor, "upscalers", None) or _default_registry()
+        chosen = registry.get(upscaler, "hr_upscaler")
+        first_pipe = first.model.pipe  # decoded before a hires checkpoint replaces this model
+        first_images = engine.decode_latents(first_pipe.vae, first_pipe.image_processor, first.latents)
     model, conditioner = _hires_model(first)
+    if switches_checkpoint(run):
+        run.extra_generation_params["Hires checkpoint"] = model.info.title
     pipe = model.pipe
     unet, vae = pipe.unet, pipe.vae
     device, dtype = unet.device, unet.dtype
     scale = pipe.vae_scale_factor
     size = run_hires_size(run, multiple=scale)
     seeds = [first.plan.seeds[i] for i in first.indices]
-    upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
     if is_latent_mode(upscaler):
         init = upscale_latents(first.latents, (size.upscale_height // scale, size.upscale_width // scale), upscaler)
         init = _centre_crop(init, size.height // scale, size.width // scale)
     else:
-        registry: Any = getattr(first.processor, "upscalers", None) or _default_registry()
-        chosen = registry.get(upscaler, "hr_upscaler")
-        first_model_pipe = first.model.pipe
-        images = engine.decode_latents(first_model_pipe.vae, first_model_pipe.image_processor, first.latents)
-        upscaled = [_upscale_to(chosen, image, size) for image in images]
+        upscaled = [_upscale_to(chosen, image, size) for image in first_images]
         pixels = pipe.image_processor.preprocess(upscaled, height=size.height, width=size.width).to(vae.device)
         init = engine.encode_images(vae, pixels, create_generators(seeds))
     init = init.to(device, dtype)
@@ -170,7 +185,7 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
 def _hires_model(first: FirstPass) -> tuple[Any, Any]:
     """The second pass's model: the first pass's, or ``hr_checkpoint_name`` loaded through the model provider."""
     run = first.run
-    if run.hr_checkpoint_name in (None, *SAME_CHECKPOINT):
+    if not switches_checkpoint(run):
         return first.model, first.conditioner
     from modules.processing.text import TextConditioner
 
@@ -178,6 +193,11 @@ def _hires_model(first: FirstPass) -> tuple[Any, Any]:
     run.override_settings["sd_model_checkpoint"] = run.hr_checkpoint_name
     try:
         model = first.processor.model_provider(run)
+    except EaselError as exc:  # the provider names the override it was handed; the user wrote hr_checkpoint_name
+        if exc.status_code in (404, 422):
+            reason = exc.reason if isinstance(exc, UserInputError) else exc.message
+            raise UserInputError("hr_checkpoint_name", reason.removeprefix("sd_model_checkpoint: ")) from exc
+        raise
     finally:
         if previous is None:
             run.override_settings.pop("sd_model_checkpoint", None)
@@ -219,4 +239,4 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(float(value), 4)
 
 
-__all__ = ["LATENT_MODES", "FirstPass", "HiresSize", "annotate", "hires_size", "second_pass"]
+__all__ = ["LATENT_MODES", "FirstPass", "HiresSize", "annotate", "hires_size", "second_pass", "switches_checkpoint"]

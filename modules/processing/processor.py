@@ -70,6 +70,10 @@ class SaveRequest:
 ImageSaver = Callable[[SaveRequest], str | None]
 """Saves one image (when the run's settings say so) and returns its path, or None when not saved."""
 
+FaceRestoration = Callable[[ProcessingRun, list[Image.Image]], tuple[list[Image.Image], list[str]]]
+"""Restores the faces of a batch's decoded images for a run with ``restore_faces``; returns them and warnings.
+Sets ``extra_generation_params["Face restoration"]`` to the model it used."""
+
 
 @dataclass
 class Processor:
@@ -82,6 +86,9 @@ class Processor:
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
     upscalers: Any = None
     """Pixel upscalers for hires fix (``modules.upscalers.UpscalerRegistry``); None = the built-in resamplers."""
+    face_restoration: FaceRestoration | None = None
+    """Installed by ``modules.faces.install``; None = no face restoration on this install (runs asking get a
+    warning)."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
         control = control or StepControl()
@@ -101,11 +108,24 @@ class Processor:
             with torch.no_grad():
                 return self._process_batches(run, model, control)
         finally:
+            if hires.switches_checkpoint(run):
+                self._reload_main_model(run)
             for finalize in self.finalizers:
                 try:
                     finalize(run)
                 except Exception:
                     log.exception("finalizer %r failed", finalize)
+
+    def _reload_main_model(self, run: ProcessingRun) -> Any:
+        """After a hires pass on ``hr_checkpoint_name``: the run's own checkpoint again, so the next batch's first
+        pass (and the next job) find the model manager where the options say it is."""
+        try:
+            model = self.model_provider(run)
+        except Exception:
+            log.exception("switching back from the hires checkpoint failed")
+            return run.sd_model
+        run.sd_model = model
+        return model
 
     # -- planning -------------------------------------------------------------------------------------------
     def _plan_prompts_and_seeds(self, run: ProcessingRun) -> None:
@@ -143,6 +163,12 @@ class Processor:
         init_state = self._prepare_init_images(run, model) if run.is_img2img else None
         for iteration in range(run.n_iter):
             run.iteration = iteration
+            if iteration > 0 and hires.switches_checkpoint(run):
+                current = self._reload_main_model(run)
+                if current is not model:
+                    model = current
+                    conditioner = TextConditioner(model.pipe, clip_skip=run.clip_skip, emphasis=run.opts.emphasis,
+                                                  embeddings=run.extra_network_data.get("embeddings"))
             start = iteration * run.batch_size
             indices = range(start, start + run.batch_size)
             prompts = run.all_prompts[start:start + run.batch_size]
@@ -248,9 +274,17 @@ class Processor:
             warnings = [*warnings, *hr_warnings]
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
+        if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back
+            images, face_warnings = self._restore_faces(run, images)
+            warnings = [*warnings, *face_warnings]
         if init_state is not None:
             images = [init_state.finish(image) for image in images]
         return images, warnings
+
+    def _restore_faces(self, run: ProcessingRun, images: list[Image.Image]) -> tuple[list[Image.Image], list[str]]:
+        if self.face_restoration is None:
+            return images, ["face restoration skipped: face restoration is not installed"]
+        return self.face_restoration(run, images)
 
     # -- img2img --------------------------------------------------------------------------------------------
     def _prepare_init_images(self, run: ProcessingRun, model: Any) -> InitState:
@@ -267,7 +301,7 @@ class Processor:
             "Schedule type": None if schedule_label == "Automatic" else schedule_label,
             "CFG scale": _number(run.cfg_scale),
             "Seed": run.all_seeds[index],
-            "Face restoration": opts.face_restoration_model if run.restore_faces else None,
+            "Face restoration": None,  # here for A1111's key order; the restorer that ran sets the value
             "Size": f"{run.width}x{run.height}",
             "Model hash": run.sd_model_hash if opts.add_model_hash_to_info else None,
             "Model": run.sd_model_name if opts.add_model_name_to_info else None,

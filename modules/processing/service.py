@@ -19,6 +19,7 @@ from typing import Any
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
+from modules.processing import hires
 from modules.processing.engine import StepControl
 from modules.processing.image_store import ImageStore, decode_base64_image, embed_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
@@ -71,13 +72,20 @@ class GenerationService:
         run.do_not_save_samples = run.do_not_save_samples or not save_samples
         for customize in self.customizers:
             customize(run, params)
+        if hires.switches_checkpoint(run):  # refused before the first pass, not after it
+            self.check_checkpoint(str(run.hr_checkpoint_name), "hr_checkpoint_name")
         run.hooks.extend(self.extra_hooks)
-        for execute in self.executors:
-            result = execute(run, params, lambda p: self.processor.process(p, control))
-            if result is not None:
-                break
-        else:
-            result = self.processor.process(run, control)
+        try:
+            for execute in self.executors:
+                result = execute(run, params, lambda p: self.processor.process(p, control))
+                if result is not None:
+                    break
+            else:
+                result = self.processor.process(run, control)
+        finally:
+            trim_cache = getattr(self.manager, "trim_cache", None)
+            if trim_cache is not None:
+                trim_cache()  # models parked by a hires checkpoint switch, beyond sd_checkpoint_cache
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.settings.update_options(params.override_settings)
         return result
@@ -97,10 +105,21 @@ class GenerationService:
                 run.image_mask = decode_base64_image(params.mask, "mask")
         return run
 
+    def check_checkpoint(self, name: str, field: str) -> None:
+        """Refuse a checkpoint name the catalog does not know (after one rescan: it may have just been copied in)."""
+        catalog = getattr(self.manager, "catalog", None)
+        if catalog is None or catalog.find(name) is not None or Path(name).exists():
+            return
+        catalog.refresh()
+        if catalog.find(name) is None:
+            available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
+            raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+
     def _model_for(self, run: ProcessingRun) -> Any:
         wanted = run.override_settings.get("sd_model_checkpoint") or run.opts.sd_model_checkpoint
         try:
-            return self.manager.ensure_loaded(wanted)
+            # a switch inside a run (hires checkpoint, and back) parks the other model: the run gets it back as is
+            return self.manager.ensure_loaded(wanted, park_current=run.sd_model is not None)
         except Exception as exc:
             if wanted and getattr(exc, "status_code", None) == 404:
                 raise UserInputError("override_settings.sd_model_checkpoint", str(exc)) from exc
