@@ -168,19 +168,38 @@ class GraphUNet(ComponentWrapper):
     """A UNet whose forward runs a compiled graph (ONNX Runtime session, OpenVINO request, TensorRT engine).
 
     ``graph`` maps the named UNet inputs to the noise prediction; the original stays reachable for restore.
+    An exported graph cannot take ControlNet residuals, LoRA adapters or timestep conditions. A backend the user
+    chose refuses such a call with a message; one that ``backend: auto`` chose (``torch_fallback``) runs that call
+    on the original PyTorch UNet instead, so the default never breaks a feature. ``last_backend`` records which
+    of the two ran the latest call, for the infotext.
     """
+
+    torch_fallback: bool
+    last_backend: str
 
     def __init__(self, original: torch.nn.Module, graph: Callable[[dict[str, torch.Tensor]], torch.Tensor],
                  backend_name: str) -> None:
         super().__init__(original)
         object.__setattr__(self, "_graph", graph)
         object.__setattr__(self, "backend_name", backend_name)
+        object.__setattr__(self, "torch_fallback", False)
+        object.__setattr__(self, "last_backend", backend_name)
 
     def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor,
                 timestep_cond: Any = None, cross_attention_kwargs: Any = None,
                 added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True,
                 **extra: Any) -> Any:
-        reject_unsupported_unet_kwargs(self.backend_name, timestep_cond, cross_attention_kwargs, extra)
+        unsupported = unsupported_unet_inputs(self.original, timestep_cond, cross_attention_kwargs, extra)
+        if unsupported and self.torch_fallback:
+            object.__setattr__(self, "last_backend", "torch")
+            return self.original(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond,
+                                 cross_attention_kwargs=cross_attention_kwargs, added_cond_kwargs=added_cond_kwargs,
+                                 return_dict=return_dict, **extra)
+        if unsupported:
+            raise UnsupportedError(f"the {self.backend_name} backend runs an exported UNet that does not take "
+                                   f"{', '.join(unsupported)}; use the torch backend (or auto) for ControlNet, LoRA "
+                                   "or LCM timestep conditioning")
+        object.__setattr__(self, "last_backend", self.backend_name)
         inputs = unet_call_inputs(self.original, sample, timestep, encoder_hidden_states, added_cond_kwargs)
         out = object.__getattribute__(self, "_graph")(inputs)
         return unet_output(out.to(device=sample.device, dtype=sample.dtype), return_dict)
@@ -214,17 +233,19 @@ def unet_output(sample: torch.Tensor, return_dict: bool) -> Any:
     return (sample,)
 
 
-def reject_unsupported_unet_kwargs(backend: str, timestep_cond: Any, cross_attention_kwargs: Any,
-                                   extra: dict[str, Any]) -> None:
-    """Exported graphs are fixed: ControlNet residuals, LoRA scales or timestep conditions cannot be fed to them."""
+def unsupported_unet_inputs(original: Any, timestep_cond: Any, cross_attention_kwargs: Any,
+                            extra: dict[str, Any]) -> list[str]:
+    """What in this UNet call an exported graph cannot honour: extra inputs (ControlNet residuals), LoRA scales,
+    timestep conditions, or LoRA adapters loaded into the original UNet since export (the graph holds the weights
+    as they were, so running it would silently drop the LoRA)."""
     used = [key for key, value in extra.items() if value is not None]
     if timestep_cond is not None:
         used.append("timestep_cond")
     if cross_attention_kwargs:
         used.append("cross_attention_kwargs")
-    if used:
-        raise UnsupportedError(f"the {backend} backend runs an exported UNet that does not take {', '.join(used)}; "
-                               "use the torch backend for ControlNet, LoRA scales or LCM timestep conditioning")
+    if getattr(original, "_hf_peft_config_loaded", False) and getattr(original, "peft_config", None):
+        used.append("LoRA adapters")
+    return used
 
 
 def unet_example_inputs(unet: Any, shape_policy: ShapePolicy, dtype: torch.dtype) -> dict[str, torch.Tensor]:

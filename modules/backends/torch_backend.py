@@ -1,4 +1,5 @@
-"""PyTorch execution (the default): SDPA attention, channels-last, bf16 where the CPU has it, optional compile.
+"""PyTorch execution (the default): SDPA attention, channels-last on accelerators, bf16 where the CPU has it,
+optional compile.
 
 ``torch.compile`` is a GPU option: on this project's 2-core CPU the first compiled call of an SD 1.5 UNet took
 159 s and later steps were no faster, so it is only used when asked for (``compile_mode``).
@@ -67,7 +68,7 @@ class TorchUNet(ComponentWrapper):
             encoder_hidden_states = encoder_hidden_states.to(run_dtype)
             added = kwargs.get("added_cond_kwargs")
             if added:
-                kwargs["added_cond_kwargs"] = {key: value.to(run_dtype) for key, value in added.items()}
+                kwargs["added_cond_kwargs"] = {key: _cast(value, run_dtype) for key, value in added.items()}
         result = object.__getattribute__(self, "_callable")(sample, timestep, encoder_hidden_states, *args, **kwargs)
         if run_dtype == out_dtype:
             return result
@@ -81,7 +82,7 @@ class TorchUNet(ComponentWrapper):
 class TorchBackend(ExecutionBackend):
     name: ClassVar[str] = "torch"
 
-    def __init__(self, *, channels_last: bool = True, compile_mode: str | None = None) -> None:
+    def __init__(self, *, channels_last: bool | None = None, compile_mode: str | None = None) -> None:
         if compile_mode is not None and compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile mode {compile_mode!r} is not one of {', '.join(COMPILE_MODES)}")
         self.channels_last = channels_last
@@ -105,6 +106,11 @@ class TorchBackend(ExecutionBackend):
             runner.set_attn_processor(AttnProcessor2_0())
             undo_steps.append(lambda: runner.set_attn_processor(saved))
         use_channels_last = self.channels_last if channels_last is None else channels_last
+        if use_channels_last is None:
+            # measured with cli/bench.py on this project's CPU: channels-last made a diffusers UNet step slower
+            # (0.85x at 128² on the 2.7 M embedded UNet, 0.88x at 512² on a 37.5 M SD 1.5-layout UNet), so it is
+            # an accelerator default only
+            use_channels_last = runner.device.type != "cpu"
         if use_channels_last:
             runner.to(memory_format=torch.channels_last)
             undo_steps.append(lambda: runner.to(memory_format=torch.contiguous_format))
@@ -122,3 +128,12 @@ class TorchBackend(ExecutionBackend):
 
         install_component(pipe, "unet", TorchUNet(unet, runner, callable_, undo))
         log.info("torch backend: %s, channels-last %s, compile %s", dtype, use_channels_last, mode or "off")
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    """Tensors, and lists of tensors (IP-Adapter ``image_embeds``), in the runner's dtype."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(item, dtype) for item in value)
+    return value

@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 
 LAUNCHER_ONLY_FLAGS = ("skip_install", "reinstall", "test", "use_directml")
 
+# Names of the memory strategies and quantization methods the settings may select. They are spelled out here
+# (core must not import the layers above it); tests/core checks them against the registries they name.
+MemoryStrategyName = Literal["auto", "attention_slicing", "sdpa", "vae_slicing", "vae_tiling", "model_cpu_offload",
+                             "sequential_offload", "group_offload", "token_merging", "vae_upcast"]
+QuantizationName = Literal["none", "bnb-int8", "bnb-nf4", "bnb-fp4", "quanto-int8", "quanto-int4", "quanto-float8",
+                           "torchao-int8"]
+
+
+def _auto_memory_strategies() -> list[MemoryStrategyName]:
+    return ["auto"]
+
 
 class CmdFlags(BaseSettings):
     """Launch flags. Field names are the A1111/SD.Next flag names with dashes turned into underscores."""
@@ -151,13 +162,45 @@ class Options(BaseModel):
     live_preview_content: Literal["Prompt", "Negative prompt", "Combined"] = Field(
         "Prompt", json_schema_extra={"section": "Live previews"})
     # Post-processing
-    face_restoration_model: str | None = Field(None, json_schema_extra={"section": "Postprocessing"})
+    face_restoration_model: str | None = Field(
+        None, title="Face restoration model (for Restore faces; unset: the first installed)",
+        json_schema_extra={"section": "Postprocessing"})
+    code_former_weight: float = Field(
+        0.5, ge=0.0, le=1.0, title="CodeFormer weight (0 = strongest restoration, 1 = weakest)",
+        json_schema_extra={"section": "Postprocessing"})
     upscaler_for_img2img: str | None = Field(None, json_schema_extra={"section": "Postprocessing"})
     img2img_color_correction: bool = Field(False, json_schema_extra={"section": "Postprocessing"})
-    # Execution
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = Field(
-        "torch", json_schema_extra={"section": "Execution"})
+    # Execution (read by modules.backends.setup when a model loads; names mirror the registries they select from)
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = Field(
+        "auto", title="Execution backend (auto: PyTorch, or OpenVINO / ONNX Runtime for large models on a CPU)",
+        json_schema_extra={"section": "Execution"})
+    execution_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", title="Execution precision (auto: the launch --precision, then the best the hardware runs natively)",
+        json_schema_extra={"section": "Execution"})
+    execution_shape_policy: str = Field(
+        "dynamic", pattern=r"^(dynamic|static-b[1-9]\d*-[1-9]\d*x[1-9]\d*)$",
+        title="Exported graph shapes: dynamic, or static-b<batch>-<width>x<height> (e.g. static-b2-512x512)",
+        json_schema_extra={"section": "Execution"})
+    openvino_device: str = Field(
+        "CPU", pattern=r"^(CPU|GPU|NPU|AUTO|HETERO|MULTI)([.:][A-Za-z0-9.,:]+)?$",
+        title="OpenVINO device (CPU, GPU, GPU.1, NPU, AUTO, HETERO:GPU,CPU ...)",
+        json_schema_extra={"section": "Execution"})
+    openvino_weight_compression: Literal["none", "int8", "int8_sym", "int4_sym", "int4_asym"] = Field(
+        "none", title="OpenVINO NNCF weight compression", json_schema_extra={"section": "Execution"})
+    torch_compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", title="torch.compile mode (a GPU option: on a CPU the first call is slow and later ones no faster)",
+        json_schema_extra={"section": "Execution"})
     cross_attention_optimization: str = Field("Automatic", json_schema_extra={"section": "Execution"})
+    # Memory and quantization (strategy and method names: modules.memory.STRATEGIES, modules.quantization METHODS)
+    memory_strategies: list[MemoryStrategyName] = Field(
+        default_factory=_auto_memory_strategies,
+        title="Memory strategies (auto: chosen from --lowvram/--medvram and free device memory; others are added)",
+        json_schema_extra={"section": "Memory"})
+    token_merging_ratio: float = Field(
+        0.0, ge=0.0, le=0.9, title="Token merging ratio (0 = off)", json_schema_extra={"section": "Memory"})
+    quantization: QuantizationName = Field(
+        "none", title="Weight quantization of UNet/transformer and text encoders",
+        json_schema_extra={"section": "Memory"})
     # Extensions and UI
     disabled_extensions: list[str] = Field(default_factory=list, json_schema_extra={"section": "Extensions"})
     quicksettings_list: list[str] = Field(
@@ -170,6 +213,12 @@ class Options(BaseModel):
     @classmethod
     def _lower_format(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("memory_strategies", mode="before")
+    @classmethod
+    def _strategies_as_list(cls, value: Any) -> Any:
+        """A single name (``"auto"``, ``"vae_tiling"``) is accepted for a one-item list, as config files write it."""
+        return [value] if isinstance(value, str) else value
 
     @classmethod
     def sections(cls) -> dict[str, list[str]]:

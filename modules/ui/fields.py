@@ -8,6 +8,7 @@ functions ``{field name: value}`` dicts built from *named* components, never pos
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import types
@@ -20,6 +21,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from modules.core.errors import UserInputError
+from modules.processing.extras import NONE_UPSCALER, ExtrasSingleImageParams
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 
@@ -125,6 +127,45 @@ def paste_infotext(text: str, *, tab_fields: set[str], quicksettings: list[str],
     return result
 
 
+# ------------------------------------------------------------------------------------------- extras
+
+EXTRAS_INT_FIELDS = frozenset({"resize_mode", "upscaling_resize_w", "upscaling_resize_h"})
+
+
+def build_extras_params(values: Mapping[str, Any], image: str) -> ExtrasSingleImageParams:
+    """The extra-single-image request (the API's model) for one base64 ``image`` from the Extras tab's values.
+
+    Sliders hand over floats, so sizes and the resize mode become ints; an empty upscaler box means "None".
+    Fields the tab does not send keep the request model's A1111 defaults (face restoration off).
+    """
+    data: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in ExtrasSingleImageParams.model_fields or name == "image":
+            continue
+        if name in EXTRAS_INT_FIELDS and isinstance(value, float):
+            value = int(round(value))
+        if name in ("upscaler_1", "upscaler_2") and value in ("", None):
+            value = NONE_UPSCALER
+        data[name] = value
+    try:
+        return ExtrasSingleImageParams.model_validate({**data, "image": image})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first.get("loc", ())) or "extras"
+        raise UserInputError(name, first.get("msg", "invalid value")) from exc
+
+
+def extras_info_html(html_info: str, warnings: list[str]) -> str:
+    """``html_info`` without the paragraphs that only repeat a note the tab shows on its own warning line.
+
+    The extras job puts each note (a face model that is not installed, no face found) both in ``warnings`` and
+    as a ``<p>`` of ``html_info`` (A1111's response shape); the tab lists notes once, where they stand out.
+    """
+    repeated = {f"<p>{html.escape(str(note))}</p>" for note in warnings}
+    kept = [line for line in html_info.splitlines() if line.strip() not in repeated]
+    return "\n".join(kept).strip()
+
+
 # ------------------------------------------------------------------------------------------- images
 
 
@@ -178,8 +219,9 @@ def _constraints(field_info: Any) -> tuple[float | None, float | None]:
 
 
 def option_widget(key: str, field_info: Any) -> OptionWidget:
-    """bool -> Checkbox, Literal -> Dropdown, bounded number -> Slider, number -> Number, list -> multiselect,
-    anything else -> Textbox. ``Optional[X]`` is X with an empty value meaning None."""
+    """bool -> Checkbox, Literal -> Dropdown, bounded number -> Slider, number -> Number, list -> multiselect
+    (its choices from a ``list[Literal[...]]``), anything else -> Textbox. ``Optional[X]`` is X with an empty value
+    meaning None. The label is the field's ``title`` where it declares one, else its key."""
     annotation = field_info.annotation
     args = typing.get_args(annotation)
     nullable = False
@@ -187,14 +229,16 @@ def option_widget(key: str, field_info: Any) -> OptionWidget:
         nullable = True
         rest = [arg for arg in args if arg is not type(None)]
         annotation = rest[0] if len(rest) == 1 else str
-    label = key
+    label = field_info.title or key
     origin = typing.get_origin(annotation)
     if annotation is bool:
         return OptionWidget(key, "checkbox", label, nullable=nullable)
     if origin is Literal:
         return OptionWidget(key, "dropdown", label, choices=typing.get_args(annotation), nullable=nullable)
     if origin in (list, tuple, set):
-        return OptionWidget(key, "multiselect", label, nullable=nullable)
+        item = (typing.get_args(annotation) or (None,))[0]
+        choices = typing.get_args(item) if typing.get_origin(item) is Literal else ()
+        return OptionWidget(key, "multiselect", label, choices=choices, nullable=nullable)
     if annotation in (int, float):
         low, high = _constraints(field_info)
         integer = annotation is int
@@ -210,6 +254,21 @@ def option_widgets(options_cls: Any) -> dict[str, list[OptionWidget]]:
     """Every option field's widget, grouped by the section the settings model declares."""
     return {section: [option_widget(key, options_cls.model_fields[key]) for key in keys]
             for section, keys in options_cls.sections().items()}
+
+
+UNSET_CHOICE_LABEL = "Automatic"
+"""The dropdown entry of an optional listed setting that leaves it unset (its value is the empty string)."""
+
+
+def listed_choices(widget: OptionWidget, listed: list[str], value: Any) -> list[tuple[str, str]]:
+    """``(label, value)`` choices for a free-text option whose values the page can list (installed face restorers).
+
+    The current value stays listed even when it is no longer installed, so opening the page never silently
+    changes it; an optional setting gets an :data:`UNSET_CHOICE_LABEL` entry that saves None.
+    """
+    current = [] if value is None or value == "" else [str(value)]
+    choices = [(name, name) for name in dict.fromkeys([*listed, *current])]
+    return [(UNSET_CHOICE_LABEL, ""), *choices] if widget.nullable else choices
 
 
 def widget_value_to_option(widget: OptionWidget, value: Any) -> Any:

@@ -15,7 +15,7 @@ import gradio as gr
 from modules.core.errors import EaselError
 from modules.core.settings import Options
 from modules.ui.context import UiContext
-from modules.ui.fields import OptionWidget, option_changes, option_widgets
+from modules.ui.fields import OptionWidget, listed_choices, option_changes, option_widgets
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SettingsPage:
     apply: Any = None
 
 
-def _component(widget: OptionWidget, value: Any, choices: list[str]) -> Any:
+def _component(widget: OptionWidget, value: Any, choices: list[str] | None) -> Any:
     elem_id = f"setting_page_{widget.key}"
     if widget.kind == "checkbox":
         return gr.Checkbox(bool(value), label=widget.label, elem_id=elem_id)
@@ -34,21 +34,25 @@ def _component(widget: OptionWidget, value: Any, choices: list[str]) -> Any:
         return gr.Dropdown(list(widget.choices), value=value, label=widget.label, elem_id=elem_id)
     if widget.kind == "multiselect":
         current = list(value or [])
-        return gr.Dropdown(list(dict.fromkeys([*choices, *current])), value=current, multiselect=True,
-                           allow_custom_value=True, label=widget.label, elem_id=elem_id)
+        return gr.Dropdown(list(dict.fromkeys([*widget.choices, *(choices or []), *current])), value=current,
+                           multiselect=True, allow_custom_value=True, label=widget.label, elem_id=elem_id)
     if widget.kind == "slider":
         return gr.Slider(widget.minimum, widget.maximum, value=value, step=widget.step, label=widget.label,
                          elem_id=elem_id)
     if widget.kind == "number":
         return gr.Number(value, label=widget.label, precision=0 if widget.integer else None,
                          minimum=widget.minimum, maximum=widget.maximum, elem_id=elem_id)
+    if choices is not None:  # a free-text option whose values the page lists: pick one, or type another
+        return gr.Dropdown(listed_choices(widget, choices, value), value="" if value is None else str(value),
+                           allow_custom_value=True, label=widget.label, elem_id=elem_id)
     return gr.Textbox("" if value is None else str(value), label=widget.label, elem_id=elem_id)
 
 
 def build_settings_page(ctx: UiContext, extension_names: list[str]) -> SettingsPage:
     page = SettingsPage()
     current = ctx.options.model_dump()
-    choices_for = {"quicksettings_list": list(Options.model_fields), "disabled_extensions": extension_names}
+    choices_for = {"quicksettings_list": list(Options.model_fields), "disabled_extensions": extension_names,
+                   "face_restoration_model": ctx.face_restorer_names()}
     with gr.Row():
         page.apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload_btn = gr.Button("Reload from disk values", elem_id="settings_reload", size="sm")
@@ -58,7 +62,7 @@ def build_settings_page(ctx: UiContext, extension_names: list[str]) -> SettingsP
             for widget in widgets:
                 page.widgets[widget.key] = widget
                 page.components[widget.key] = _component(widget, current.get(widget.key),
-                                                          choices_for.get(widget.key, []))
+                                                          choices_for.get(widget.key))
 
     key_of = {comp: key for key, comp in page.components.items()}
 

@@ -130,3 +130,18 @@ def test_torch_compile_on_gpu_matches(loaded, generate, tmp_path: Path) -> None:
             get_backend("torch").restore(loaded)
     finally:
         loaded.pipe.to("cpu")
+
+
+def test_exported_backend_refuses_a_lora_loaded_after_export(loaded, tmp_path: Path) -> None:
+    from peft import LoraConfig
+
+    backend = get_backend("onnxruntime")
+    backend.prepare(loaded, cache_dir=tmp_path, precision="fp32", include_vae=False)
+    unet = loaded.pipe.unet
+    unet.original.add_adapter(LoraConfig(r=2, target_modules=["to_q"]), adapter_name="probe")
+    try:
+        with pytest.raises(UnsupportedError, match="LoRA adapters"):
+            unet(torch.zeros(1, 4, 8, 8), torch.tensor(10.0), encoder_hidden_states=torch.zeros(1, 77, 32))
+    finally:
+        unet.original.delete_adapters("probe")
+        backend.restore(loaded)

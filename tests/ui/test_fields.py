@@ -140,6 +140,17 @@ def test_settings_widgets_cover_every_option() -> None:
     assert "Saving images" in grouped and "Model" in grouped
 
 
+def test_settings_widgets_use_titles_and_literal_list_choices() -> None:
+    by_key = {widget.key: widget for widgets in option_widgets(Options).values() for widget in widgets}
+    assert by_key["backend"].kind == "dropdown" and by_key["backend"].label.startswith("Execution backend")
+    assert by_key["backend"].choices[0] == "auto"
+    strategies = by_key["memory_strategies"]
+    assert strategies.kind == "multiselect" and {"auto", "vae_tiling", "sdpa"} <= set(strategies.choices)
+    assert by_key["token_merging_ratio"].kind == "slider" and by_key["token_merging_ratio"].maximum == 0.9
+    assert by_key["samples_save"].label == "samples_save"  # no title declared: the key is the label
+    assert by_key["disabled_extensions"].choices == ()  # list[str]: choices come from the page
+
+
 def test_option_changes_converts_and_keeps_only_changes() -> None:
     widgets = {key: option_widget(key, Options.model_fields[key])
                for key in ("CLIP_stop_at_last_layers", "samples_save", "sd_model_checkpoint", "jpeg_quality")}

@@ -1,0 +1,34 @@
+"""``cli/bench.py --unet`` on the embedded UNet: the report's shape and its arithmetic, at a tiny size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli import bench
+
+EMBEDDED_UNET = Path(__file__).resolve().parents[2] / "models" / "Stable-diffusion" / "easel-shapes-v1" / "unet"
+
+
+def test_flops_are_counted_and_grow_with_size() -> None:
+    config = json.loads((EMBEDDED_UNET / "config.json").read_text())
+    small, large = bench.unet_step_flops(config, 2, 64), bench.unet_step_flops(config, 2, 128)
+    assert small > 0 and 3 * small < large < 8 * small  # ~4x pixels; the 77-token text projections stay fixed
+
+
+def test_unet_bench_reports_ratios_peaks_and_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--unet", "--unet-config", str(EMBEDDED_UNET), "--sizes", "64", "--backends", "plain",
+                       "torch:fp32", "--reps", "2", "--threads", "1", "--peak-budget-s", "0.3",
+                       "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == result
+    assert result["unet_params_m"] == pytest.approx(2.7, abs=0.05) and result["threads"] == 1
+    assert result["matmul_peak_gflops"]["fp32"] > 0 and result["matmul_peak_gflops"]["bf16"] > 0
+    rows = result["sizes"]["64"]["rows"]
+    assert rows["plain"]["ratio_vs_plain_fp32"] == 1.0 and len(rows["plain"]["times"]) == 2
+    assert rows["torch:fp32"]["s_per_step"] > 0 and rows["torch:fp32"]["gflops"] > 0
+    assert result["peak_rss_mib"] > 0 and "native_bf16" in result["cpu"]
+    assert "| 64² | torch:fp32 |" in out.with_suffix(".md").read_text()
