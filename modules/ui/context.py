@@ -104,6 +104,17 @@ class UiContext:
             log.exception("listing upscalers failed")
             return []
 
+    def face_restorer_names(self) -> list[str]:
+        """Installed face restorers (``GFPGAN``, ``CodeFormer``): the ``face_restoration_model`` choices."""
+        service = self.extension("faces")
+        if service is None or not callable(getattr(service, "names", None)):
+            return []
+        try:
+            return [str(name) for name in service.names()]
+        except Exception:
+            log.exception("listing face restorers failed")
+            return []
+
     # -- styles ----------------------------------------------------------------------------------------------
     def style_names(self) -> list[str]:
         """Names from the styles service (``styles()`` -> dicts, as ``/sdapi/v1/prompt-styles``)."""

@@ -1,13 +1,16 @@
-"""Extras: upscale one image or a batch, as ``extras`` jobs on the shared queue.
+"""Extras: upscale and face-restore one image or a batch, as ``extras`` jobs on the shared queue.
 
-The payload is A1111's ``/sdapi/v1/extra-single-image`` request (``image`` as base64 plus the upscaler
-fields), so the same runner serves the API and the UI; a batch is one job per image, each shown as it ends.
+The payload is A1111's ``/sdapi/v1/extra-single-image`` request (``image`` as base64 plus the upscaler and face
+restoration fields), built as the API's own request model from the named components, so the same runner serves
+the API and the UI; a batch is one job per image, each shown as it ends. The job's notes (a face model that is
+not installed, no face found) are listed on a warning line under the result.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import html
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from PIL import Image
 
 from modules.core.errors import EaselError
 from modules.ui.context import UiContext
-from modules.ui.fields import image_to_base64
+from modules.ui.fields import build_extras_params, extras_info_html, image_to_base64
 from modules.ui.progress import follow_job, progress_html
 
 
@@ -30,19 +33,13 @@ class ExtrasTab:
 
 
 def extras_payload(image: Image.Image, values: dict[str, Any]) -> dict[str, Any]:
-    """The A1111 extra-single-image request for one image from the tab's named values."""
-    return {
-        "image": image_to_base64(image.convert("RGB")),
-        "resize_mode": int(values.get("resize_mode") or 0),
-        "upscaling_resize": float(values.get("upscaling_resize") or 2),
-        "upscaling_resize_w": int(values.get("upscaling_resize_w") or 512),
-        "upscaling_resize_h": int(values.get("upscaling_resize_h") or 512),
-        "upscaling_crop": bool(values.get("upscaling_crop", True)),
-        "upscaler_1": values.get("upscaler_1") or "None",
-        "upscaler_2": values.get("upscaler_2") or "None",
-        "extras_upscaler_2_visibility": float(values.get("extras_upscaler_2_visibility") or 0),
-        "show_extras_results": True,
-    }
+    """The A1111 extra-single-image request for one image from the tab's named values, as the job payload."""
+    return build_extras_params(values, image_to_base64(image.convert("RGB"))).model_dump(mode="json")
+
+
+def notes_html(notes: list[str]) -> str:
+    """The warning line under the result: one paragraph per note of the extras jobs."""
+    return "".join(f"<p class='easel-warning'>⚠️ {html.escape(note)}</p>" for note in notes)
 
 
 def extras_kind(ctx: UiContext) -> str:
@@ -101,11 +98,20 @@ def build_extras_tab(ctx: UiContext) -> ExtrasTab:
                 named["extras_upscaler_2_visibility"] = gr.Slider(0, 1, value=0, step=0.001,
                                                                   label="Upscaler 2 visibility",
                                                                   elem_id="extras_upscaler_2_visibility")
+            with gr.Row():  # A1111's defaults: both restorers off, CodeFormer weight 0 (its strongest effect)
+                named["gfpgan_visibility"] = gr.Slider(0, 1, value=0, step=0.001, label="GFPGAN visibility",
+                                                       elem_id="extras_gfpgan_visibility")
+                named["codeformer_visibility"] = gr.Slider(0, 1, value=0, step=0.001, label="CodeFormer visibility",
+                                                           elem_id="extras_codeformer_visibility")
+                named["codeformer_weight"] = gr.Slider(0, 1, value=0, step=0.001, label="CodeFormer weight",
+                                                       info="0 = maximum effect, 1 = minimum effect",
+                                                       elem_id="extras_codeformer_weight")
             run = gr.Button("Generate", variant="primary", elem_id="extras_generate")
         with gr.Column():
             progress = gr.HTML(progress_html("", 0.0, status="idle"), elem_id="extras_progress")
             gallery = gr.Gallery(label="Result", columns=3, height=420, elem_id="extras_gallery",
                                  interactive=False, format="png")
+            message = gr.HTML("", elem_id="extras_message")
             info = gr.HTML("", elem_id="extras_html_info")
 
     name_of = {comp: name for name, comp in named.items()}
@@ -123,15 +129,16 @@ def build_extras_tab(ctx: UiContext) -> ExtrasTab:
         elif values.get(image) is not None:
             sources.append(values[image])
         if not sources:
-            yield {progress: progress_html("Error: image: upload an image first", 0.0)}
+            yield {progress: progress_html("Error: image: upload an image first", 0.0), message: ""}
             return
         shown: list[Any] = []
         infos: list[str] = []
+        notes: list[str] = []
         for number, source in enumerate(sources, start=1):
             try:
                 job = ctx.queue.submit(extras_kind(ctx), extras_payload(source, by_name), source="ui")
             except EaselError as exc:
-                yield {progress: progress_html(f"Error: {exc.message}", 0.0)}
+                yield {progress: progress_html(f"Error: {exc.message}", 0.0), message: ""}
                 return
             for update in follow_job(ctx.queue, job.id):
                 label = f"[{number}/{len(sources)}] {update.text}" if len(sources) > 1 else update.text
@@ -139,13 +146,16 @@ def build_extras_tab(ctx: UiContext) -> ExtrasTab:
                     yield {progress: progress_html(label, update.fraction, status=update.status)}
                     continue
                 if update.job is not None and update.job.status.value == "succeeded":
+                    result = update.job.result or {}
                     shown.extend(result_images(ctx, update.job))
-                    html_info = (update.job.result or {}).get("html_info")
+                    job_notes = [str(note) for note in result.get("warnings") or []]
+                    notes = list(dict.fromkeys([*notes, *job_notes]))  # a batch repeats the same note per image
+                    html_info = extras_info_html(str(result.get("html_info") or ""), job_notes)
                     if html_info:
-                        infos.append(str(html_info))
+                        infos.append(html_info)
                 yield {progress: progress_html(label, 1.0, status=update.status), gallery: list(shown),
-                       info: "".join(infos)}
+                       info: "".join(infos), message: notes_html(notes)}
 
-    run.click(run_extras, inputs=inputs, outputs=[progress, gallery, info], concurrency_limit=None,
+    run.click(run_extras, inputs=inputs, outputs=[progress, gallery, info, message], concurrency_limit=None,
               show_progress="hidden")
     return ExtrasTab(image=image, tabs=tabs)

@@ -158,6 +158,8 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                                                   elem_id=f"{p}_subseed_strength")
             f["clip_skip"] = gr.Slider(0, 12, value=0, step=1, label="Clip skip (0 = quick setting)",
                                        elem_id=f"{p}_clip_skip")
+            # the model and CodeFormer weight are settings (face_restoration_model, code_former_weight), as in A1111
+            f["restore_faces"] = gr.Checkbox(False, label="Restore faces", elem_id=f"{p}_restore_faces")
             if not is_img2img:
                 with gr.Accordion("Hires. fix", open=False, elem_id=f"{p}_hr"):
                     f["enable_hr"] = gr.Checkbox(False, label="Enable hires. fix", elem_id=f"{p}_enable_hr")

@@ -30,6 +30,7 @@ CSS = """
 .easel-error .easel-progress-text { color: #c0392b; font-weight: 600; }
 .easel-infotext-text { white-space: pre-wrap; word-break: break-word; font-size: .85em; }
 .easel-tokens { font-size: .8em; opacity: .7; }
+.easel-warning { margin: 2px 0; color: #b9770e; }
 """
 
 

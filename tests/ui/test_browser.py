@@ -125,6 +125,18 @@ def test_ui_end_to_end(easel_server: Any, browser: Any) -> None:
     services.queue.cancel(long_job.id)
     wait_infotext(page, "a yellow dog")
     shot(page, "08-after-queue")
+
+    # 6. face restoration: the txt2img checkbox and the extras sliders; without a model the note says what to install
+    assert page.locator("#txt2img_restore_faces input[type=checkbox]").is_visible()
+    page.get_by_role("tab", name="Extras").click()
+    for name in ("gfpgan_visibility", "codeformer_visibility", "codeformer_weight"):
+        assert page.locator(f"#extras_{name} input[type=range]").is_visible()
+    page.locator("#extras_image input[type=file]").set_input_files(str(first_png.path))
+    set_number(page, "extras_gfpgan_visibility", 1)
+    page.locator("#extras_generate").click()
+    page.locator("#extras_message").filter(has_text="no GFPGAN model is installed").wait_for()
+    page.locator("#extras_gallery img").first.wait_for()
+    shot(page, "09-extras-face-note")
     page.close()
 
 
