@@ -91,13 +91,24 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "ValidationError", detail, body=_small_body(exc.body), errors=errors)
 
 
-def job_error(message: str) -> EaselError:
-    """Turn a failed job's stored error message back into an error with a fitting status code.
+def job_error(message: str, info: dict[str, Any] | None = None) -> EaselError:
+    """Turn a failed job's stored error back into the error (status code, name, field) the job raised.
 
-    The queue stores only the message; a message that starts with ``field: `` came from a UserInputError
-    (422 naming that field), internal failures and server stops are 5xx, anything else is a 400.
+    ``info`` is what the queue kept of the original error. Jobs written before it kept that (queue schema 1)
+    have only the message: one that starts with ``field: `` came from a UserInputError (422 naming that field),
+    internal failures and server stops are 5xx, anything else is a 400.
     """
     from modules.jobs import INTERRUPTED_MESSAGE
+
+    if info and isinstance(info.get("status"), int):
+        field = info.get("field")
+        if isinstance(field, str) and message.startswith(f"{field}: "):
+            restored: EaselError = UserInputError(field, message[len(field) + 2:])
+        else:
+            restored = EaselError(message)
+        restored.status_code = int(info["status"])
+        restored.error_name = str(info.get("name") or restored.error_name)
+        return restored
 
     if message.startswith("internal error"):
         error = EaselError(message)

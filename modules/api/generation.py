@@ -184,4 +184,4 @@ def raise_for_job(job: Job) -> None:
         error.status_code = 409
         error.error_name = "Cancelled"
         raise error
-    raise job_error(job.error or f"job {job.id} failed")
+    raise job_error(job.error or f"job {job.id} failed", job.error_info)

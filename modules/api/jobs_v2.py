@@ -52,7 +52,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from modules.api import generation
-from modules.api.errors import error_response
+from modules.api.errors import error_response, job_error
 from modules.api.schemas import JobList, JobSubmitted, JobView
 from modules.api.sdapi_v1 import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
@@ -77,6 +77,7 @@ def _elide(value: Any) -> Any:
 
 
 def job_view(services: Any, job: Job, *, with_params: bool = False) -> dict[str, Any]:
+    failure = job_error(job.error, job.error_info) if job.error else None
     result = None
     if job.result is not None:
         result = {key: value for key, value in job.result.items() if key not in ("saved", "finished_at")}
@@ -89,6 +90,8 @@ def job_view(services: Any, job: Job, *, with_params: bool = False) -> dict[str,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
         "progress": job.progress, "step": job.step, "total_steps": job.total_steps, "batch_no": job.batch_no,
         "batch_count": job.batch_count, "eta": job.eta_seconds, "textinfo": job.textinfo, "error": job.error,
+        "error_status": failure.status_code if failure is not None else None,
+        "error_field": getattr(failure, "field", None) if failure is not None else None,
         "result": result, "params": _elide(job.payload) if with_params else None,
     }
 

@@ -188,6 +188,8 @@ class JobView(BaseModel):
     eta: float | None = None
     textinfo: str | None = None
     error: str | None = None
+    error_status: int | None = Field(None, description="the HTTP status a synchronous call would have answered")
+    error_field: str | None = Field(None, description="the request field a failed job's error names")
     result: dict[str, Any] | None = Field(None, description="images as URLs; info, infotexts, warnings...")
     params: dict[str, Any] | None = Field(None, description="the job payload (long strings such as images elided)")
 

@@ -59,6 +59,9 @@ class Job(BaseModel):
     eta_seconds: float | None = None
     textinfo: str | None = None
     error: str | None = None
+    # How the error reads over HTTP: {"status": 422, "name": "ValidationError", "field": "steps"}; None for
+    # jobs that did not fail or were written before the queue kept it (their status is inferred from `error`).
+    error_info: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
 
     @property

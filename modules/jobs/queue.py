@@ -347,6 +347,7 @@ class JobQueue:
         job = ctx.job
         result: dict[str, Any] | None = None
         failure: str | None = None
+        failure_info: dict[str, Any] | None = None
         raised_cancel = False
         try:
             returned = self.runner(job, ctx)
@@ -358,24 +359,28 @@ class JobQueue:
             raised_cancel = True
         except EaselError as exc:
             failure = exc.message
+            failure_info = {"status": exc.status_code, "name": exc.error_name, "field": getattr(exc, "field", None)}
         except Exception as exc:
             log.exception("job %s (%s) failed with an internal error", job.id, job.kind)
             result = None
             failure = f"internal error: {type(exc).__name__}; see the server log for job {job.id}"
+            failure_info = {"status": 500, "name": "InternalError", "field": None}
         # Precedence: a server stop reads like a crash; then the runner's own error; then cancel; then success.
         if ctx.stopping:
             status, error = JobStatus.FAILED, INTERRUPTED_MESSAGE
+            failure_info = {"status": 503, "name": "Unavailable", "field": None}
         elif failure is not None:
             status, error = JobStatus.FAILED, failure
         elif raised_cancel or ctx.cancelled:
-            status, error = JobStatus.CANCELLED, None
+            status, error, failure_info = JobStatus.CANCELLED, None, None
         else:
-            status, error = JobStatus.SUCCEEDED, None
+            status, error, failure_info = JobStatus.SUCCEEDED, None, None
             if ctx.interrupted:
                 result = {**(result or {}), "interrupted": True}
         update: dict[str, Any] = {
             "status": status,
             "error": error,
+            "error_info": failure_info,
             "result": result,
             "finished_at": time.time(),
             "eta_seconds": None,

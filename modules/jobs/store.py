@@ -36,7 +36,8 @@ from modules.jobs.models import FINISHED_STATUSES, Job, JobStatus
 log = logging.getLogger(__name__)
 
 INTERRUPTED_MESSAGE = "interrupted: server stopped while the job ran"
-SCHEMA_VERSION = 1
+INTERRUPTED_INFO: dict[str, object] = {"status": 503, "name": "Unavailable", "field": None}
+SCHEMA_VERSION = 2  # 2: error_info (the failed job's HTTP status, error name and field)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     eta_seconds REAL,
     textinfo TEXT,
     error TEXT,
-    result TEXT
+    result TEXT,
+    error_info TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs (finished_at);
@@ -65,7 +67,7 @@ CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs (finished_at);
 
 _COLUMNS = (
     "seq, id, kind, source, status, payload, created_at, started_at, finished_at, progress, step, total_steps, "
-    "batch_no, batch_count, eta_seconds, textinfo, error, result"
+    "batch_no, batch_count, eta_seconds, textinfo, error, result, error_info"
 )
 _FINISHED_SQL = "(" + ", ".join(f"'{status.value}'" for status in FINISHED_STATUSES) + ")"
 
@@ -92,6 +94,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         textinfo=row["textinfo"],
         error=row["error"],
         result=json.loads(row["result"]) if row["result"] is not None else None,
+        error_info=json.loads(row["error_info"]) if row["error_info"] is not None else None,
     )
 
 
@@ -170,6 +173,9 @@ class JobStore:
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} was written by a newer Easel (schema {version} > {SCHEMA_VERSION})")
             conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "error_info" not in columns:  # a schema-1 queue: its failed jobs keep message-only errors
+                conn.execute("ALTER TABLE jobs ADD COLUMN error_info TEXT")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
         except BaseException:
@@ -255,8 +261,10 @@ class JobStore:
                 ).fetchall()
                 now = time.time()
                 db.execute(
-                    "UPDATE jobs SET status = ?, error = ?, finished_at = ?, eta_seconds = NULL WHERE status = ?",
-                    (JobStatus.FAILED.value, INTERRUPTED_MESSAGE, now, JobStatus.RUNNING.value),
+                    "UPDATE jobs SET status = ?, error = ?, error_info = ?, finished_at = ?, eta_seconds = NULL "
+                    "WHERE status = ?",
+                    (JobStatus.FAILED.value, INTERRUPTED_MESSAGE, json.dumps(INTERRUPTED_INFO), now,
+                     JobStatus.RUNNING.value),
                 )
             except BaseException:
                 db.execute("ROLLBACK")
@@ -264,7 +272,8 @@ class JobStore:
             db.execute("COMMIT")
         return [
             _row_to_job(row).model_copy(
-                update={"status": JobStatus.FAILED, "error": INTERRUPTED_MESSAGE, "finished_at": now}
+                update={"status": JobStatus.FAILED, "error": INTERRUPTED_MESSAGE, "error_info": INTERRUPTED_INFO,
+                        "finished_at": now}
             )
             for row in rows
         ]
@@ -322,7 +331,7 @@ class JobStore:
         result_json = json.dumps(job.result, allow_nan=False) if job.result is not None else None
         cursor = self._write(
             "UPDATE jobs SET status = ?, started_at = ?, finished_at = ?, progress = ?, step = ?, total_steps = ?, "
-            "batch_no = ?, batch_count = ?, eta_seconds = ?, textinfo = ?, error = ?, result = ? "
+            "batch_no = ?, batch_count = ?, eta_seconds = ?, textinfo = ?, error = ?, result = ?, error_info = ? "
             f"WHERE id = ? AND status NOT IN {_FINISHED_SQL}",
             (
                 job.status.value,
@@ -337,6 +346,7 @@ class JobStore:
                 job.textinfo,
                 job.error,
                 result_json,
+                json.dumps(job.error_info) if job.error_info is not None else None,
                 job.id,
             ),
         )

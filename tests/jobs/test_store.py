@@ -125,3 +125,64 @@ def test_unreadable_database_is_set_aside_not_lost(tmp_path, caplog):
     assert store.count() == 0
     assert "unreadable" in caplog.text
     store.close()
+
+
+def test_a_failed_job_keeps_its_http_status_and_field_across_reopen(tmp_path):
+    from modules.api.errors import job_error
+    from modules.core.errors import NotFoundError, UserInputError
+
+    def runner(job, ctx):
+        if job.payload["kind"] == "missing":
+            raise NotFoundError("checkpoint 'x' is not installed")  # a message with no "field: " prefix
+        raise UserInputError("override_settings.sd_vae", "no VAE named 'y'; choose one of: Automatic, None")
+
+    store = JobStore(tmp_path / "queue.sqlite3").open()
+    queue = JobQueue(store, runner)
+    queue.start()
+    try:
+        missing = queue.wait(queue.submit("txt2img", {"kind": "missing"}).id, timeout=5)
+        invalid = queue.wait(queue.submit("txt2img", {"kind": "invalid"}).id, timeout=5)
+    finally:
+        queue.stop()
+        store.close()
+    reopened = JobStore(tmp_path / "queue.sqlite3").open()
+    try:
+        for job, status in ((missing, 404), (invalid, 422)):
+            stored = reopened.get(job.id)
+            assert stored.status is JobStatus.FAILED and stored.error_info["status"] == status
+            assert job_error(stored.error, stored.error_info).status_code == status
+        restored = job_error(reopened.get(invalid.id).error, reopened.get(invalid.id).error_info)
+        assert isinstance(restored, UserInputError) and restored.field == "override_settings.sd_vae"
+        assert restored.reason.startswith("no VAE named 'y'")
+    finally:
+        reopened.close()
+
+
+def test_a_schema_1_queue_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "queue.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+        "source TEXT NOT NULL, status TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL, "
+        "started_at REAL, finished_at REAL, progress REAL NOT NULL DEFAULT 0, step INTEGER NOT NULL DEFAULT 0, "
+        "total_steps INTEGER NOT NULL DEFAULT 0, batch_no INTEGER NOT NULL DEFAULT 0, "
+        "batch_count INTEGER NOT NULL DEFAULT 1, eta_seconds REAL, textinfo TEXT, error TEXT, result TEXT);"
+        "INSERT INTO jobs (id, kind, source, status, payload, created_at, error) VALUES "
+        "('old', 'txt2img', 'api-v1', 'failed', '{}', 1.0, 'steps: must be at most 150');"
+        "INSERT INTO jobs (id, kind, source, status, payload, created_at) VALUES "
+        "('waiting', 'txt2img', 'ui', 'queued', '{\"steps\": 2}', 2.0);"
+        "PRAGMA user_version=1;"
+    )
+    conn.commit()
+    conn.close()
+    store = JobStore(path).open()
+    try:
+        old = store.get("old")
+        assert old.error == "steps: must be at most 150" and old.error_info is None
+        assert [job.id for job in store.list(JobStatus.QUEUED)] == ["waiting"]
+    finally:
+        store.close()
+    from modules.api.errors import job_error
+
+    assert job_error(old.error, old.error_info).status_code == 422  # inferred from the message, as before
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
