@@ -185,7 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         services.queue.stop()
         services.job_store.close()
+    if services.extensions.get("restart_requested"):
+        command = restart_command()
+        log.warning("restarting: %s", " ".join(command))
+        logging.shutdown()
+        os.execv(command[0], command)  # same PID; the port and the queue's file lock were released above
     return 0
+
+
+def restart_command() -> list[str]:
+    """The command line this process was started with (``python launch.py ...`` or ``python webui.py ...``), so
+    that ``/sdapi/v1/server-restart`` starts Easel again the way the user started it."""
+    return [sys.executable, *sys.orig_argv[1:]]
 
 
 if __name__ == "__main__":

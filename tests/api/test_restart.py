@@ -41,3 +41,48 @@ def test_queued_jobs_survive_a_restart(tmp_path, tiny_models_dir, api, single_th
             warm.join(60)
     finally:
         api.shutdown(running)
+
+
+def test_server_restart_starts_the_same_command_again(tmp_path):
+    """``/sdapi/v1/server-restart`` stops the server and runs the same command line again (same PID, re-exec)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path / "server.log"
+    root = Path(webui.__file__).resolve().parent
+    command = [sys.executable, str(root / "webui.py"), "--nowebui", "--api-server-stop", "--port", str(port),
+               "--data-dir", str(tmp_path / "data"), "--models-dir", str(tmp_path / "models")]
+    url = f"http://127.0.0.1:{port}/sdapi/v1/samplers"
+
+    def wait_until(answering: bool, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                up = httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                up = False
+            if up == answering:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"server never {'answered' if answering else 'stopped'}; log:\n{log_path.read_text()}")
+
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        try:
+            wait_until(True)
+            assert httpx.post(f"http://127.0.0.1:{port}/sdapi/v1/server-restart", timeout=5).status_code == 200
+            wait_until(False)
+            wait_until(True)
+            assert process.poll() is None  # the same process, re-executed
+            assert log_path.read_text().count("Easel serving on") == 2
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
