@@ -72,10 +72,15 @@ def random_spec(rng: random.Random, image_size: int = IMAGE_SIZE) -> ShapeSpec:
     return ShapeSpec(shape, colour, background, size, centre, radius)
 
 
-def prompt_for(spec: ShapeSpec, with_size: bool = True) -> str:
-    """The training/eval prompt, e.g. "a small red circle on a blue background" (medium size is unnamed)."""
+def prompt_for(spec: ShapeSpec, with_size: bool = True, with_colour: bool = True) -> str:
+    """The training/eval prompt, e.g. "a small red circle on a blue background" (medium size is unnamed).
+
+    Without ``with_colour`` the shape's colour is left unsaid ("a circle on a blue background"): any colour
+    but the background's fits, which is what lets a negative prompt ("red") steer it.
+    """
     size = f"{spec.size} " if with_size and spec.size in SIZE_WORDS else ""
-    return f"a {size}{spec.colour} {spec.shape} on a {spec.background} background"
+    colour = f"{spec.colour} " if with_colour else ""
+    return f"a {size}{colour}{spec.shape} on a {spec.background} background"
 
 
 def _polygon(spec: ShapeSpec, scale: float) -> list[tuple[float, float]]:
