@@ -53,9 +53,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(-1: never); a run can stop at any checkpoint before it and resume unchanged")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--extra-steps", type=int, default=500,
-                        help="a second, warm-restarted cosine cycle after --steps (total steps + extra steps)")
-    parser.add_argument("--extra-lr", type=float, default=3e-4, help="peak lr of the second cycle")
+    parser.add_argument("--restarts", type=parse_restarts, default=parse_restarts("500:3e-4,2000:4e-4,1500:3e-4,1200:2.5e-4"),
+                        help="warm-restarted cosine cycles after --steps, as STEPS:PEAK_LR,... (total steps = "
+                             "--steps + the cycles' steps)")
+    parser.add_argument("--decoder-steps", type=int, default=800,
+                        help="VAE decoder refinement steps with the encoder frozen (the latent space, and so the "
+                             "UNet, is unaffected; it sharpens the decoded edges)")
+    parser.add_argument("--decoder-batch", type=int, default=32)
+    parser.add_argument("--decoder-lr", type=float, default=1e-3)
+    parser.add_argument("--stage", choices=("all", "vae", "decoder", "unet"), default="all",
+                        help="run one stage only (the decoder and UNet stages are independent and may run at once)")
+    parser.add_argument("--mismatch", type=float, default=0.2,
+                        help="share of low-noise samples (timestep < --mismatch-below) trained with another "
+                             "picture's prompt: the image decides at low noise, which keeps img2img at low "
+                             "strength from repainting the init image's colours")
+    parser.add_argument("--mismatch-below", type=int, default=250)
+    parser.add_argument("--mismatch-from", type=int, default=4900, help="first step that uses --mismatch")
+    parser.add_argument("--omit-colour", type=float, default=0.15,
+                        help="share of prompts that leave the shape's colour unsaid (any colour fits them)")
+    parser.add_argument("--omit-colour-from", type=int, default=5100, help="first step that uses --omit-colour")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema-decay", type=float, default=0.998)
     parser.add_argument("--dropout", type=float, default=0.1, help="share of empty prompts (for CFG)")
@@ -63,6 +79,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint and stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop stage 2 at this step (0: run to the end)")
     return parser.parse_args(argv)
+
+
+def parse_restarts(text: str) -> list[tuple[int, float]]:
+    cycles = []
+    for part in filter(None, (item.strip() for item in text.split(","))):
+        steps, _, peak = part.partition(":")
+        cycles.append((int(steps), float(peak)))
+    return cycles
+
+
+def total_unet_steps(args: argparse.Namespace) -> int:
+    return int(args.steps + sum(steps for steps, _ in args.restarts))
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.05) -> float:
@@ -75,7 +103,12 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
 def unet_lr(step: int, args: argparse.Namespace) -> float:
     """Linear warmup, constant, then a cosine decay over [decay_start, steps], then an optional second cycle."""
     if step >= args.steps:
-        return cosine_lr(step - args.steps, args.extra_steps, args.extra_lr, 0)
+        offset = step - args.steps
+        for length, peak in args.restarts:
+            if offset < length:
+                return cosine_lr(offset, length, peak, 0)
+            offset -= length
+        return cosine_lr(1, 1, args.restarts[-1][1] if args.restarts else args.lr, 0)
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     if args.decay_start < 0 or step < args.decay_start:
@@ -174,12 +207,77 @@ def train_vae(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> No
     log(work, f"vae done, latent std {std:.4f}")
 
 
-def load_trained_vae(work: Path, state: dict[str, Any]) -> Any:
+def load_trained_vae(work: Path, state: dict[str, Any], refined: bool = False) -> Any:
+    """The stage-1 VAE; with ``refined``, its decoder replaced by the stage-1b one where that stage has run."""
     vae = architecture.build_vae()
     vae.load_state_dict(load_file(str(work / "vae.safetensors")))
+    decoder = work / "vae_decoder.safetensors"
+    if refined and decoder.exists():
+        vae.load_state_dict(load_file(str(decoder)), strict=False)
     vae.register_to_config(scaling_factor=state["vae_scaling_factor"])
     vae.eval().requires_grad_(False)
     return vae
+
+
+# ---------------------------------------------------------------- stage 1b: decoder refinement
+
+
+def decoder_parameters(vae: Any) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
+
+
+def train_decoder(args: argparse.Namespace, work: Path) -> None:
+    """Refine the decoder on latents of the frozen encoder: sharper corners, same latent space.
+
+    Stage 1 stops when reconstructions are good enough to train on, but its soft corners cap how well any UNet
+    can draw squares and triangles. The encoder (and with it the latent space the UNet learns) stays fixed, so
+    this stage is independent of stage 2. Its progress lives in ``decoder_state.json`` so that both can run at
+    the same time.
+    """
+    state_path = work / "decoder_state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    start = state.get("step", 0)
+    if start >= args.decoder_steps:
+        return
+    vae = load_trained_vae(work, read_state(work))
+    if start > 0:
+        vae.load_state_dict(load_file(str(work / "vae_decoder.safetensors")), strict=False)
+    trainable = [p for name, p in vae.named_parameters() if name.startswith(("decoder.", "post_quant_conv."))]
+    for param in trainable:
+        param.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trainable, lr=args.decoder_lr, weight_decay=0.0)
+    if start > 0:
+        optimizer.load_state_dict(torch.load(work / "vae_decoder_opt.pt", weights_only=True))
+    vae.decoder.train()
+    bar = tqdm(range(start, args.decoder_steps), desc="decoder", initial=start, total=args.decoder_steps,
+               mininterval=20)
+    began = time.time()
+    for step in bar:
+        rng, gen = step_rng(args.seed, 4, step)
+        _, images = shapes.random_batch(rng, args.decoder_batch)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.decoder_steps, args.decoder_lr, 50)
+        with torch.no_grad():
+            posterior = vae.encode(images).latent_dist
+            latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(latents).sample
+        loss = F.mse_loss(recon, images) + F.l1_loss(recon, images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        bar.set_postfix(rec=f"{loss.item():.4f}", refresh=False)
+        done = step + 1
+        if done % args.checkpoint_every == 0 or done == args.decoder_steps:
+            atomic_save(decoder_parameters(vae), work / "vae_decoder.safetensors")
+            atomic_torch_save(optimizer.state_dict(), work / "vae_decoder_opt.pt")
+            state["step"] = done
+            state["seconds"] = state.get("seconds", 0.0) + time.time() - began
+            began = time.time()
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=2))
+            tmp.replace(state_path)
+            log(work, f"decoder step {done} rec {loss.item():.4f}")
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
@@ -225,7 +323,7 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         return torch.stack([ids_cache[p] for p in prompts])
 
     alphas = scheduler.alphas_cumprod
-    total = args.steps + args.extra_steps
+    total = total_unet_steps(args)
     end = total if args.stop_after <= 0 else min(total, args.stop_after)
     bar = tqdm(range(start, end), desc="unet", initial=start, total=total, mininterval=20)
     began = time.time()
@@ -234,11 +332,18 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         rng, gen = step_rng(args.seed, 2, step)
         specs, images = shapes.random_batch(rng, args.batch)
         prompts = ["" if rng.random() < args.dropout else shapes.prompt_for(s) for s in specs]
+        if step >= args.omit_colour_from and args.omit_colour > 0:
+            prompts = [shapes.prompt_for(s, with_colour=False) if p and rng.random() < args.omit_colour else p
+                       for s, p in zip(specs, prompts, strict=True)]
         with torch.no_grad():
             posterior = vae.encode(images).latent_dist
             latents = (posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)) * scale
         noise = torch.randn(latents.shape, generator=gen)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=gen)
+        if step >= args.mismatch_from and args.mismatch > 0:
+            for index, t in enumerate(timesteps.tolist()):
+                if prompts[index] and t < args.mismatch_below and rng.random() < args.mismatch:
+                    prompts[index] = shapes.prompt_for(shapes.random_spec(rng))
         a = alphas[timesteps].sqrt().view(-1, 1, 1, 1)
         s = (1 - alphas[timesteps]).sqrt().view(-1, 1, 1, 1)
         noisy = a * latents + s * noise
@@ -278,7 +383,7 @@ def export(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
     """Assemble the latest checkpoint (EMA UNet) into a StableDiffusionPipeline folder."""
     from diffusers import StableDiffusionPipeline
 
-    vae = load_trained_vae(work, state)
+    vae = load_trained_vae(work, state, refined=True)
     tokenizer = load_tokenizer(work)
     text_encoder = build_text_encoder(tokenizer)
     text_encoder.load_state_dict(load_file(str(work / "text_encoder.safetensors")))
@@ -305,7 +410,9 @@ def export(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
         "seed": args.seed,
         "vae_steps": state.get("vae_step", 0),
         "unet_steps": state.get("step", 0),
-        "planned_unet_steps": args.steps + args.extra_steps,
+        "planned_unet_steps": total_unet_steps(args),
+        "decoder_steps": json.loads((work / "decoder_state.json").read_text()).get("step", 0)
+        if (work / "decoder_state.json").exists() else 0,
         "batch": args.batch,
         "vae_seconds": round(state.get("vae_seconds", 0.0)),
         "unet_seconds": round(state.get("unet_seconds", 0.0)),
@@ -323,10 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     state = read_state(work)
     if not args.export_only:
         state.setdefault("args", {k: str(v) for k, v in vars(args).items()})
-        train_vae(args, work, state)
+        if args.stage in ("all", "vae"):
+            train_vae(args, work, state)
+        if args.stage in ("all", "decoder"):
+            train_decoder(args, work)
+        if args.stage in ("all", "unet"):
+            train_diffusion(args, work, read_state(work))
         state = read_state(work)
-        train_diffusion(args, work, state)
-        state = read_state(work)
+        if args.stage in ("vae", "decoder"):
+            return 0
     if state.get("step", 0) == 0:
         print("no UNet checkpoint to export yet", file=sys.stderr)
         return 1
