@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(-1: never); a run can stop at any checkpoint before it and resume unchanged")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--restarts", type=parse_restarts, default=parse_restarts("500:3e-4,2000:4e-4,1500:3e-4,1200:2.5e-4"),
+    parser.add_argument("--restarts", type=parse_restarts,
+                        default=parse_restarts("500:3e-4,2000:4e-4,1500:3e-4,1200:2.5e-4"),
                         help="warm-restarted cosine cycles after --steps, as STEPS:PEAK_LR,... (total steps = "
                              "--steps + the cycles' steps)")
     parser.add_argument("--decoder-steps", type=int, default=800,
