@@ -83,9 +83,7 @@ class GenerationService:
             else:
                 result = self.processor.process(run, control)
         finally:
-            trim_cache = getattr(self.manager, "trim_cache", None)
-            if trim_cache is not None:
-                trim_cache()  # models parked by a hires checkpoint switch, beyond sd_checkpoint_cache
+            self.manager.trim_cache()  # models parked by a hires checkpoint switch, beyond sd_checkpoint_cache
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.settings.update_options(params.override_settings)
         return result
@@ -107,8 +105,8 @@ class GenerationService:
 
     def check_checkpoint(self, name: str, field: str) -> None:
         """Refuse a checkpoint name the catalog does not know (after one rescan: it may have just been copied in)."""
-        catalog = getattr(self.manager, "catalog", None)
-        if catalog is None or catalog.find(name) is not None or Path(name).exists():
+        catalog = self.manager.catalog
+        if catalog.find(name) is not None or Path(name).exists():
             return
         catalog.refresh()
         if catalog.find(name) is None:
