@@ -6,15 +6,12 @@ not run at all, so the loop takes exactly the plain path.
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from modules.controlnet.service import ControlNetService
 from modules.core.errors import UserInputError
@@ -28,6 +25,7 @@ from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.processor import Processor
 from modules.processing.run import ProcessingRun
 from modules.processing.samplers import build_default_registry
+from tests.images import control_sketch, png_b64
 
 FIELD = "alwayson_scripts.ControlNet.args"
 
@@ -39,20 +37,6 @@ def _one_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _sketch(size: int = 48) -> Image.Image:
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((6, 6, size - 6, size - 6), outline="black", width=4)
-    draw.rectangle((size // 3, size // 3, size // 2, size // 2), fill=(200, 30, 30))
-    return image
 
 
 # -- tiny checkpoints and control models ---------------------------------------------------------------------------
@@ -161,7 +145,7 @@ def _generate(model: Any, service: ControlNetService | None, units: list[dict] |
     params = params_cls(**{**BASE, **fields}, alwayson_scripts=alwayson)
     run = ProcessingRun(params, Options())
     if isinstance(params, Img2ImgParams):
-        run.init_images = [_sketch(32)]
+        run.init_images = [control_sketch(32, margin=6, stroke=4)]
     if service is not None:
         service.customize(run, params)
     processor = Processor(samplers=build_default_registry(), model_provider=lambda r: model,
@@ -171,8 +155,9 @@ def _generate(model: Any, service: ControlNetService | None, units: list[dict] |
 
 
 def _unit(model: str, **fields: object) -> dict:
-    return {"enabled": True, "module": "invert", "model": model, "weight": 1.0, "image": _b64(_sketch()),
-            "processor_res": 64, **fields}
+    image = png_b64(control_sketch(margin=6, stroke=4))
+    return {"enabled": True, "module": "invert", "model": model, "weight": 1.0, "image": image, "processor_res": 64,
+            **fields}
 
 
 @pytest.fixture(scope="module")

@@ -9,47 +9,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from modules.controlnet.preprocessors import build_registry, run_preprocessor
 from modules.controlnet.service import ControlNetService
 from modules.controlnet.units import ControlNetUnit
 from modules.core.errors import UserInputError
 from modules.core.settings import Options
-from modules.devices.select import select_device
-from modules.models.catalog import CheckpointCatalog, HashCache
-from modules.models.manager import ModelManager
 from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.processor import Processor
 from modules.processing.run import ProcessingRun
 from modules.processing.samplers import build_default_registry
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _sketch(size: int = 48) -> Image.Image:
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((8, 8, size - 8, size - 8), outline="black", width=3)
-    draw.rectangle((size // 3, size // 3, size // 2, size // 2), fill=(200, 30, 30))
-    return image
+from tests.images import control_sketch, png_b64
 
 
 # -- preprocessors -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", build_registry().names())
 def test_each_preprocessor_returns_a_control_image_of_the_asked_size(name: str) -> None:
     registry = build_registry()
-    result = run_preprocessor(registry, name, _sketch(), size=(40, 24), resolution=64)
+    result = run_preprocessor(registry, name, control_sketch(), size=(40, 24), resolution=64)
     assert result.size == (40, 24) and result.mode == "RGB"
 
 
 def test_preprocessors_do_what_they_say() -> None:
     registry = build_registry()
-    sketch = _sketch()
+    sketch = control_sketch()
     assert np.array_equal(np.asarray(run_preprocessor(registry, "invert", sketch, resolution=48)),
                           255 - np.asarray(sketch))
     edges = np.asarray(run_preprocessor(registry, "canny", sketch, resolution=48))
@@ -75,12 +59,8 @@ def test_unit_accepts_sd_webui_controlnet_shapes() -> None:
 
 # -- a tiny ControlNet on the tiny SD model ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    catalog = CheckpointCatalog(tiny_models_dir / "Stable-diffusion",
-                                HashCache(tmp_path_factory.mktemp("cache") / "hashes.json"))
-    catalog.refresh()
-    manager = ModelManager(catalog, select_device(use_cpu=True, device_id=None, precision="full", no_half=True))
-    return manager.ensure_loaded("tiny-sd")
+def model(loaded):
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +99,7 @@ def _generate(model, service: ControlNetService | None, units: list[dict] | None
     params = params_cls(**{**BASE, **fields}, alwayson_scripts=alwayson)
     run = ProcessingRun(params, Options())
     if isinstance(params, Img2ImgParams):
-        run.init_images = [_sketch(32)]
+        run.init_images = [control_sketch(32)]
     if service is not None:
         service.customize(run, params)
     processor = Processor(samplers=build_default_registry(), model_provider=lambda r: model)
@@ -128,8 +108,8 @@ def _generate(model, service: ControlNetService | None, units: list[dict] | None
 
 
 def _unit(**fields: object) -> dict:
-    return {"enabled": True, "module": "invert", "model": "tiny-cn", "weight": 1.0, "image": _b64(_sketch()),
-            "processor_res": 64, **fields}
+    return {"enabled": True, "module": "invert", "model": "tiny-cn", "weight": 1.0,
+            "image": png_b64(control_sketch()), "processor_res": 64, **fields}
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +183,8 @@ def test_routes(service, controlnet_dir: Path) -> None:
     assert modules["module_detail"]["canny"]["sliders"][1]["name"] == "Canny Low Threshold"
     aliased = client.get("/controlnet/module_list", params={"alias_names": True}).json()["module_list"]
     assert "invert (from white bg & black line)" in aliased
-    detected = client.post("/controlnet/detect", json={"controlnet_module": "canny", "controlnet_input_images":
-                                                       [_b64(_sketch())], "controlnet_processor_res": 48}).json()
+    payload = {"controlnet_module": "canny", "controlnet_input_images": [png_b64(control_sketch())],
+               "controlnet_processor_res": 48}
+    detected = client.post("/controlnet/detect", json=payload).json()
     image = Image.open(io.BytesIO(base64.b64decode(detected["images"][0])))
     assert image.size == (48, 48) and detected["info"] == "Success"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,12 +15,7 @@ from modules.core.settings import CmdFlags, Options, Settings
 from modules.processing.extras import ExtrasService, parse_extras_payload
 from modules.processing.image_store import ImageStore, read_infotext
 from modules.upscalers.service import UpscalerService
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+from tests.images import png_b64
 
 
 def _picture(width: int = 24, height: int = 16, seed: int = 0) -> Image.Image:
@@ -55,7 +49,7 @@ def _open(settings: Settings, job_id: str, name: str) -> Image.Image:
 
 
 def test_upscale_by_factor(service: ExtrasService, settings: Settings) -> None:
-    result = _run(service, {"image": _b64(_picture()), "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    result = _run(service, {"image": png_b64(_picture()), "upscaler_1": "Lanczos", "upscaling_resize": 2})
     assert result["images"] == ["000.png"]
     assert _open(settings, "job1", "000.png").size == (48, 32)
     assert "Postprocess upscale by: 2, Postprocess upscaler: Lanczos" in result["html_info"]
@@ -63,7 +57,7 @@ def test_upscale_by_factor(service: ExtrasService, settings: Settings) -> None:
 
 @pytest.mark.parametrize("crop, size", [(True, (40, 40)), (False, (60, 40))])
 def test_upscale_to_size(service: ExtrasService, settings: Settings, crop: bool, size: tuple[int, int]) -> None:
-    payload = {"image": _b64(_picture()), "upscaler_1": "Nearest", "resize_mode": 1, "upscaling_resize_w": 40,
+    payload = {"image": png_b64(_picture()), "upscaler_1": "Nearest", "resize_mode": 1, "upscaling_resize_w": 40,
                "upscaling_resize_h": 40, "upscaling_crop": crop}
     _run(service, payload)
     assert _open(settings, "job1", "000.png").size == size
@@ -84,7 +78,7 @@ def test_second_upscaler_is_blended_by_visibility(service: ExtrasService) -> Non
 
 
 def test_missing_face_restorer_is_a_note_not_a_failure(service: ExtrasService, settings: Settings) -> None:
-    result = _run(service, {"image": _b64(_picture()), "upscaler_1": "Lanczos", "gfpgan_visibility": 0.5,
+    result = _run(service, {"image": png_b64(_picture()), "upscaler_1": "Lanczos", "gfpgan_visibility": 0.5,
                             "codeformer_visibility": 1.0})
     assert _open(settings, "job1", "000.png").size == (48, 32)
     assert "GFPGAN face restoration skipped" in result["html_info"]
@@ -92,8 +86,8 @@ def test_missing_face_restorer_is_a_note_not_a_failure(service: ExtrasService, s
 
 
 def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
-    payload = {"imageList": [{"data": _b64(_picture(seed=1)), "name": "one.png"},
-                             {"data": "data:image/png;base64," + _b64(_picture(16, 16, seed=2)), "name": "two.png"}],
+    payload = {"imageList": [{"data": png_b64(_picture(seed=1)), "name": "one.png"},
+                             {"data": "data:image/png;base64," + png_b64(_picture(16, 16, seed=2)), "name": "two.png"}],
                "upscaler_1": "Lanczos", "upscaling_resize": 3, "_save_samples": True}
     result = _run(service, payload, "batch")
     assert result["images"] == ["000.png", "001.png"]
@@ -114,7 +108,7 @@ def test_generation_infotext_is_kept(service: ExtrasService) -> None:
 
 def test_unknown_upscaler_and_bad_image_name_their_fields(service: ExtrasService) -> None:
     with pytest.raises(UserInputError) as info:
-        _run(service, {"image": _b64(_picture()), "upscaler_1": "Nope"})
+        _run(service, {"image": png_b64(_picture()), "upscaler_1": "Nope"})
     assert info.value.field == "upscaler_1"
     with pytest.raises(UserInputError) as info:
         _run(service, {"image": "not base64!", "upscaler_1": "Lanczos"})

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options
-from modules.devices.select import select_device
-from modules.models.catalog import CheckpointCatalog, HashCache
-from modules.models.manager import ModelManager
 from modules.processing.outpaint import grow_canvas, outpaint
 from modules.processing.params import Img2ImgParams
 from modules.processing.processor import Processor
@@ -46,12 +41,8 @@ def test_bad_directions_and_pixels_name_their_field() -> None:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    catalog = CheckpointCatalog(tiny_models_dir / "Stable-diffusion",
-                                HashCache(tmp_path_factory.mktemp("cache") / "hashes.json"))
-    catalog.refresh()
-    manager = ModelManager(catalog, select_device(use_cpu=True, device_id=None, precision="full", no_half=True))
-    return manager.ensure_loaded("tiny-sd")
+def model(loaded):
+    return loaded
 
 
 @pytest.mark.parametrize("fill", [1, 2])

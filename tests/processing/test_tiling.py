@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from modules.core.settings import Options
-from modules.devices.select import select_device
-from modules.models.catalog import CheckpointCatalog, HashCache
-from modules.models.manager import ModelManager
 from modules.processing import tiling
 from modules.processing.params import Txt2ImgParams
 from modules.processing.processor import Processor
@@ -20,12 +15,8 @@ from modules.processing.samplers import build_default_registry
 
 
 @pytest.fixture(scope="module")
-def model(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    catalog = CheckpointCatalog(tiny_models_dir / "Stable-diffusion",
-                                HashCache(tmp_path_factory.mktemp("cache") / "hashes.json"))
-    catalog.refresh()
-    manager = ModelManager(catalog, select_device(use_cpu=True, device_id=None, precision="full", no_half=True))
-    return manager.ensure_loaded("tiny-sd")
+def model(loaded):
+    return loaded
 
 
 def _generate(model, tiled: bool) -> tuple[np.ndarray, str]:
