@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--restarts", type=parse_restarts,
-                        default=parse_restarts("500:3e-4,2000:4e-4,1500:3e-4,1200:2.5e-4"),
+                        default=parse_restarts("500:3e-4,2000:4e-4,1500:3e-4,1200:2.5e-4,4800:4e-4"),
                         help="warm-restarted cosine cycles after --steps, as STEPS:PEAK_LR,... (total steps = "
                              "--steps + the cycles' steps)")
     parser.add_argument("--decoder-steps", type=int, default=800,
@@ -73,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--omit-colour", type=float, default=0.15,
                         help="share of prompts that leave the shape's colour unsaid (any colour fits them)")
     parser.add_argument("--omit-colour-from", type=int, default=5100, help="first step that uses --omit-colour")
+    parser.add_argument("--mismatch-keeps-shape-from", type=int, default=9200,
+                        help="from this step a mismatched prompt keeps the picture's shape and size words and only "
+                             "changes colours (before it, it could name another shape, which taught the model to "
+                             "doubt the shape word at low noise, where small squares get their corners)")
+    parser.add_argument("--grow-attention-at", type=int, default=9200,
+                        help="the step at which the UNet gains its 16x16 transformers (zero-initialised, so the "
+                             "model's function is unchanged at that step; 0: the full layout from the start)")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema-decay", type=float, default=0.998)
     parser.add_argument("--dropout", type=float, default=0.1, help="share of empty prompts (for CFG)")
@@ -117,6 +125,21 @@ def unet_lr(step: int, args: argparse.Namespace) -> float:
     return cosine_lr(step - args.decay_start, args.steps - args.decay_start, args.lr, 0)
 
 
+def has_full_attention(done: int, args: argparse.Namespace) -> bool:
+    """Whether a UNet checkpoint saved after ``done`` steps has 16x16 attention (it grows as step
+    ``--grow-attention-at`` begins)."""
+    return args.grow_attention_at == 0 or done > args.grow_attention_at
+
+
+def carry_optimizer_state(old: dict[str, Any], old_names: list[str], new_names: list[str]) -> dict[str, Any]:
+    """An optimizer state dict for parameters ``new_names`` holding the moments of those also in ``old_names``."""
+    index = {name: position for position, name in enumerate(old_names)}
+    state = {new: old["state"][index[name]] for new, name in enumerate(new_names)
+             if name in index and index[name] in old["state"]}
+    groups = [{**old["param_groups"][0], "params": list(range(len(new_names)))}]
+    return {"state": state, "param_groups": groups}
+
+
 def step_rng(seed: int, stage: int, step: int) -> tuple[random.Random, torch.Generator]:
     """Data and noise for one step depend only on (seed, stage, step): resuming reproduces them exactly."""
     key = (seed * 1_000_003 + stage) * 10_000_019 + step
@@ -140,10 +163,10 @@ def read_state(work: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_state(work: Path, state: dict[str, Any]) -> None:
-    tmp = work / "state.json.tmp"
+def write_state(work: Path, state: dict[str, Any], name: str = "state.json") -> None:
+    tmp = work / f"{name}.tmp"
     tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(work / "state.json")
+    tmp.replace(work / name)
 
 
 def log(work: Path, message: str) -> None:
@@ -151,6 +174,27 @@ def log(work: Path, message: str) -> None:
     tqdm.write(line)
     with (work / "train.log").open("a") as handle:
         handle.write(line + "\n")
+
+
+class Checkpointer:
+    """Saves one stage's weights, optimizer and progress (step and seconds in its state file), each atomically."""
+
+    def __init__(self, work: Path, state: dict[str, Any], state_name: str, step_key: str, seconds_key: str) -> None:
+        self.work, self.state, self.state_name = work, state, state_name
+        self.step_key, self.seconds_key = step_key, seconds_key
+        self.began = time.time()
+
+    def save(self, done: int, weights: dict[str, dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+             optimizer_name: str, message: str) -> None:
+        for name, tensors in weights.items():
+            atomic_save(tensors, self.work / name)
+        atomic_torch_save(optimizer.state_dict(), self.work / optimizer_name)
+        now = time.time()
+        self.state[self.step_key] = done
+        self.state[self.seconds_key] = self.state.get(self.seconds_key, 0.0) + now - self.began
+        self.began = now
+        write_state(self.work, self.state, self.state_name)
+        log(self.work, message)
 
 
 # ---------------------------------------------------------------- stage 1: VAE
@@ -168,7 +212,7 @@ def train_vae(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> No
         optimizer.load_state_dict(torch.load(work / "vae_opt.pt", weights_only=True))
     vae.train()
     bar = tqdm(range(start, args.vae_steps), desc="vae", initial=start, total=args.vae_steps, mininterval=20)
-    began = time.time()
+    checkpointer = Checkpointer(work, state, "state.json", "vae_step", "vae_seconds")
     for step in bar:
         rng, gen = step_rng(args.seed, 1, step)
         _, images = shapes.random_batch(rng, args.vae_batch)
@@ -187,13 +231,8 @@ def train_vae(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> No
         bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.2f}", refresh=False)
         done = step + 1
         if done % args.checkpoint_every == 0 or done == args.vae_steps:
-            atomic_save(vae.state_dict(), work / "vae_ckpt.safetensors")
-            atomic_torch_save(optimizer.state_dict(), work / "vae_opt.pt")
-            state["vae_step"] = done
-            state["vae_seconds"] = state.get("vae_seconds", 0.0) + time.time() - began
-            began = time.time()
-            write_state(work, state)
-            log(work, f"vae step {done} rec {rec_loss.item():.4f} kl {kl.item():.3f}")
+            checkpointer.save(done, {"vae_ckpt.safetensors": vae.state_dict()}, optimizer, "vae_opt.pt",
+                              f"vae step {done} rec {rec_loss.item():.4f} kl {kl.item():.3f}")
     # The latent scale that gives the diffusion model unit-variance inputs, measured on fresh drawings.
     vae.eval()
     with torch.no_grad():
@@ -252,7 +291,7 @@ def train_decoder(args: argparse.Namespace, work: Path) -> None:
     vae.decoder.train()
     bar = tqdm(range(start, args.decoder_steps), desc="decoder", initial=start, total=args.decoder_steps,
                mininterval=20)
-    began = time.time()
+    checkpointer = Checkpointer(work, state, state_path.name, "step", "seconds")
     for step in bar:
         rng, gen = step_rng(args.seed, 4, step)
         _, images = shapes.random_batch(rng, args.decoder_batch)
@@ -270,15 +309,8 @@ def train_decoder(args: argparse.Namespace, work: Path) -> None:
         bar.set_postfix(rec=f"{loss.item():.4f}", refresh=False)
         done = step + 1
         if done % args.checkpoint_every == 0 or done == args.decoder_steps:
-            atomic_save(decoder_parameters(vae), work / "vae_decoder.safetensors")
-            atomic_torch_save(optimizer.state_dict(), work / "vae_decoder_opt.pt")
-            state["step"] = done
-            state["seconds"] = state.get("seconds", 0.0) + time.time() - began
-            began = time.time()
-            tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=2))
-            tmp.replace(state_path)
-            log(work, f"decoder step {done} rec {loss.item():.4f}")
+            checkpointer.save(done, {"vae_decoder.safetensors": decoder_parameters(vae)}, optimizer,
+                              "vae_decoder_opt.pt", f"decoder step {done} rec {loss.item():.4f}")
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
@@ -300,12 +332,22 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
     tokenizer = load_tokenizer(work)
     torch.manual_seed(args.seed + 1)
     text_encoder = build_text_encoder(tokenizer)
-    unet = architecture.build_unet()
+    unet = architecture.build_unet(full_resolution_attention=False)
+    start = state.get("step", 0)
+    if has_full_attention(start, args):
+        # The step-0 layout is built first either way, so that the text encoder and the rest of the UNet draw the
+        # same initial weights from the seed whichever step the run grows at.
+        unet = architecture.grow_full_resolution_attention(unet)
     ema = copy.deepcopy(unet).requires_grad_(False)
     scheduler = architecture.build_training_scheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+
+    def named_params() -> tuple[list[str], list[torch.nn.Parameter]]:
+        named = [(f"unet.{n}", p) for n, p in unet.named_parameters()]
+        named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
+        return [n for n, _ in named], [p for _, p in named]
+
+    names, params = named_params()
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    start = state.get("step", 0)
     if start > 0:
         unet.load_state_dict(load_file(str(work / "unet_ckpt.safetensors")))
         ema.load_state_dict(load_file(str(work / "unet_ema.safetensors")))
@@ -327,9 +369,17 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
     total = total_unet_steps(args)
     end = total if args.stop_after <= 0 else min(total, args.stop_after)
     bar = tqdm(range(start, end), desc="unet", initial=start, total=total, mininterval=20)
-    began = time.time()
+    checkpointer = Checkpointer(work, state, "state.json", "step", "unet_seconds")
     running = 0.0
     for step in bar:
+        if step == args.grow_attention_at and step > 0:
+            unet = architecture.grow_full_resolution_attention(unet).train()
+            ema = architecture.grow_full_resolution_attention(ema).requires_grad_(False)
+            old_names, old_state = names, optimizer.state_dict()
+            names, params = named_params()
+            optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+            optimizer.load_state_dict(carry_optimizer_state(old_state, old_names, names))
+            log(work, f"unet step {step}: grew 16x16 attention ({sum(p.numel() for p in unet.parameters())} params)")
         rng, gen = step_rng(args.seed, 2, step)
         specs, images = shapes.random_batch(rng, args.batch)
         prompts = ["" if rng.random() < args.dropout else shapes.prompt_for(s) for s in specs]
@@ -344,7 +394,10 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         if step >= args.mismatch_from and args.mismatch > 0:
             for index, t in enumerate(timesteps.tolist()):
                 if prompts[index] and t < args.mismatch_below and rng.random() < args.mismatch:
-                    prompts[index] = shapes.prompt_for(shapes.random_spec(rng))
+                    other = shapes.random_spec(rng)
+                    if step >= args.mismatch_keeps_shape_from:
+                        other = dataclasses.replace(other, shape=specs[index].shape, size=specs[index].size)
+                    prompts[index] = shapes.prompt_for(other)
         a = alphas[timesteps].sqrt().view(-1, 1, 1, 1)
         s = (1 - alphas[timesteps]).sqrt().view(-1, 1, 1, 1)
         noisy = a * latents + s * noise
@@ -366,15 +419,10 @@ def train_diffusion(args: argparse.Namespace, work: Path, state: dict[str, Any])
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         done = step + 1
         if done % args.checkpoint_every == 0 or done == end:
-            atomic_save(unet.state_dict(), work / "unet_ckpt.safetensors")
-            atomic_save(ema.state_dict(), work / "unet_ema.safetensors")
-            atomic_save(text_encoder.state_dict(), work / "text_encoder.safetensors")
-            atomic_torch_save(optimizer.state_dict(), work / "opt.pt")
-            state["step"] = done
-            state["unet_seconds"] = state.get("unet_seconds", 0.0) + time.time() - began
-            began = time.time()
-            write_state(work, state)
-            log(work, f"unet step {done} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
+            weights = {"unet_ckpt.safetensors": unet.state_dict(), "unet_ema.safetensors": ema.state_dict(),
+                       "text_encoder.safetensors": text_encoder.state_dict()}
+            checkpointer.save(done, weights, optimizer, "opt.pt",
+                              f"unet step {done} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e}")
 
 
 # ---------------------------------------------------------------- export
@@ -388,7 +436,7 @@ def export(args: argparse.Namespace, work: Path, state: dict[str, Any]) -> Path:
     tokenizer = load_tokenizer(work)
     text_encoder = build_text_encoder(tokenizer)
     text_encoder.load_state_dict(load_file(str(work / "text_encoder.safetensors")))
-    unet = architecture.build_unet()
+    unet = architecture.build_unet(full_resolution_attention=has_full_attention(state.get("step", 0), args))
     unet.load_state_dict(load_file(str(work / "unet_ema.safetensors")))
     pipe = StableDiffusionPipeline(
         vae=vae,

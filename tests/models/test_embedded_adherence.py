@@ -22,9 +22,9 @@ pytestmark = pytest.mark.skipif(not has_weights(), reason="embedded model easel-
 
 SAMPLER_SET = 24
 # Per-sampler minimums (percent) on SAMPLER_SET prompts at 20 steps, CFG 7. The model card's 200-prompt figures are
-# colour ~96, background 100, shape ~75 for every sampler; a 24-prompt set moves in steps of ~4 points and its
-# shape score has been seen 56-69 at this model's level, hence the wider shape margin.
-MIN_COLOUR, MIN_BACKGROUND, MIN_SHAPE = 87.0, 95.0, 50.0
+# colour 95.5-97, background 100, shape 94-96 for every sampler; a 24-prompt set moves in steps of ~4 points, and
+# this one scores colour 92-96 and shape 83-92 with the shipped export.
+MIN_COLOUR, MIN_BACKGROUND, MIN_SHAPE = 87.0, 95.0, 75.0
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_adherence_per_sampler(runner: EmbeddedRunner, sampler: str) -> None:
 
 
 def test_guidance_raises_adherence(runner: EmbeddedRunner) -> None:
-    """Guidance is what makes shapes follow the prompt (200 prompts: shape ~75% at CFG 7, ~55% at CFG 1)."""
+    """Guidance is what makes shapes follow the prompt (200 prompts: shape 94% at CFG 7, 83.5% at CFG 1)."""
     specs = prompt_set(40, seed=11)
     guided, _ = evaluate(runner, specs, cfg=6.0, steps=20)
     unguided, _ = evaluate(runner, specs, cfg=1.0, steps=20)
@@ -52,24 +52,20 @@ def test_guidance_raises_adherence(runner: EmbeddedRunner) -> None:
     assert guided["colour"] + guided["background"] >= unguided["colour"] + unguided["background"] - 5.0
 
 
-def _reds(images: list[Image.Image]) -> int:
-    spec = ShapeSpec(shape="circle", colour="red", background="blue")
-    return sum(score_image(image, spec).colour_ok for image in images)
-
-
-def test_negative_prompt_removes_red(runner: EmbeddedRunner) -> None:
+def test_negative_prompt_removes_a_colour(runner: EmbeddedRunner) -> None:
+    """"a circle on a blue background" leaves the colour to the model; the colour it picks most often (yellow in
+    15 of these 40 seeds for the shipped export, red in 3) is gone from every seed once it is the negative prompt,
+    and the background stays blue. (The shipped export mostly leaves the background empty instead: 39 of 40.)"""
     seeds = list(range(300, 340))
     prompts = ["a circle on a blue background"] * len(seeds)
-    plain = runner.txt2img(prompts, seeds, steps=20, cfg=7.0)
-    negated = runner.txt2img(prompts, seeds, steps=20, cfg=7.0, negative_prompts=["red"] * len(seeds))
-    red_plain, red_negated = _reds(plain), _reds(negated)
-    assert red_plain >= 5, f"the check needs red circles without the negative prompt, got {red_plain}"
-    assert red_negated == 0, f"{red_negated} red circles remain with negative prompt 'red' (was {red_plain})"
-    # ... and it is the colour that goes, not the blue background: some seeds still show a shape in another colour
-    # (8 of 40 for the shipped export; the others are plain blue).
-    spec = ShapeSpec(shape="circle", colour="purple", background="blue")
-    assert all(score_image(image, spec).background_ok for image in negated)
-    assert sum(score_image(image, spec).colour is not None for image in negated) >= 5
+    spec = ShapeSpec(shape="circle", colour="red", background="blue")  # only its background is compared
+    plain = [score_image(image, spec).colour for image in runner.txt2img(prompts, seeds, steps=20, cfg=7.0)]
+    favourite = max(filter(None, set(plain)), key=plain.count)
+    assert plain.count(favourite) >= 5, f"the check needs one colour in several seeds, got {plain}"
+    negated = runner.txt2img(prompts, seeds, steps=20, cfg=7.0, negative_prompts=[favourite] * len(seeds))
+    scores = [score_image(image, spec) for image in negated]
+    assert not any(s.colour == favourite for s in scores), (favourite, [s.colour for s in scores])
+    assert all(s.background_ok for s in scores)
 
 
 def _mean_rgb_distance(a: Image.Image, b: Image.Image) -> float:
@@ -112,4 +108,4 @@ def test_default_prompt_is_recognisable(runner: EmbeddedRunner) -> None:
     images = runner.txt2img([prompt_for(spec)] * 8, list(range(8)), steps=20)
     scores: list[Any] = [score_image(image, spec) for image in images]
     assert sum(s.background_ok and s.colour_ok for s in scores) >= 7, scores
-    assert sum(s.shape_ok for s in scores) >= 5, scores
+    assert sum(s.shape_ok for s in scores) >= 7, scores
