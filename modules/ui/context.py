@@ -8,9 +8,11 @@ defensively with ``getattr``: a missing or different service hides a feature ins
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
@@ -62,6 +64,22 @@ class UiContext:
             return entry.title if entry is not None else str(wanted)
         titles = self.checkpoint_titles()
         return titles[0] if titles else None
+
+    def native_size(self) -> int:
+        """The current checkpoint's training resolution where its diffusers folder says so (UNet ``sample_size``
+        times the VAE's downscale), else 512, A1111's default: the embedded model draws 64x64 pictures and would
+        tile a 512x512 canvas with small shapes."""
+        title = self.current_checkpoint_title()
+        entry = self.services.catalog.find(title) if title else None
+        if entry is None or not Path(entry.path).is_dir():
+            return 512
+        try:
+            unet = json.loads((Path(entry.path) / "unet" / "config.json").read_text())
+            vae = json.loads((Path(entry.path) / "vae" / "config.json").read_text())
+            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+        except (OSError, ValueError, KeyError, TypeError):
+            return 512
+        return size if 64 <= size <= 2048 and size % 8 == 0 else 512
 
     def vae_choices(self) -> list[str]:
         folder = self.settings.model_paths.vae

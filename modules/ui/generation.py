@@ -136,8 +136,9 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                 f["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{p}_steps")
             with gr.Row(equal_height=True):
                 with gr.Column(scale=4):
-                    f["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{p}_width")
-                    f["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{p}_height")
+                    size = ctx.native_size()
+                    f["width"] = gr.Slider(64, 2048, value=size, step=8, label="Width", elem_id=f"{p}_width")
+                    f["height"] = gr.Slider(64, 2048, value=size, step=8, label="Height", elem_id=f"{p}_height")
                 swap = _tool_button("⇅", f"{p}_res_switch_btn")
                 preset = gr.Dropdown([f"{w}x{h}" for w, h in WIDTH_HEIGHT_PRESETS], value=None, label="Preset",
                                      elem_id=f"{p}_size_preset", scale=1, min_width=100)

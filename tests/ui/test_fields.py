@@ -202,3 +202,31 @@ def test_image_payload_builds_init_image_and_mask() -> None:
     init = Image.open(io.BytesIO(base64.b64decode(payload["init_images"][0])))
     assert init.size == (16, 16) and init.mode == "RGB"
     assert mask.getpixel((5, 5)) == 255 and mask.getpixel((0, 0)) == 0
+
+
+def test_size_sliders_start_at_the_checkpoint_resolution(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """The embedded model's folder says 64x64 (UNet sample_size 16 x VAE downscale 4); the tiny test model says
+    16 x 2 = 32, below the slider minimum, so 512; a single-file checkpoint says nothing, so 512."""
+    from modules.models.catalog import CheckpointCatalog, HashCache
+    from modules.models.embedded.evaluation import DEFAULT_MODEL
+    from modules.ui.context import UiContext
+
+    def native(folder: Path, checkpoint: str) -> int:
+        catalog = CheckpointCatalog(folder, HashCache(tmp_path / f"{checkpoint}.json"))
+        catalog.refresh()
+
+        class FakeSettings:
+            options = Options(sd_model_checkpoint=checkpoint)
+
+        class FakeServices:
+            settings, manager = FakeSettings(), None
+
+        FakeServices.catalog = catalog  # type: ignore[attr-defined]
+        return UiContext(FakeServices()).native_size()
+
+    assert native(DEFAULT_MODEL.parent, DEFAULT_MODEL.name) == 64
+    assert native(tiny_models_dir / "Stable-diffusion", "tiny-sd") == 512
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "model.safetensors").write_bytes(b"\0" * 16)
+    assert native(single, "model.safetensors") == 512
