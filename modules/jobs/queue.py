@@ -31,7 +31,7 @@ from typing import Any
 from modules.core.errors import EaselError, JobCancelled, NotFoundError
 from modules.jobs.context import JobContext
 from modules.jobs.models import Job, JobEvent, JobStatus, ProgressSnapshot, new_job_id, validate_job_id
-from modules.jobs.store import INTERRUPTED_MESSAGE, JobStore
+from modules.jobs.store import INTERRUPTED_INFO, INTERRUPTED_MESSAGE, JobStore
 from modules.jobs.subscription import Subscription
 
 log = logging.getLogger(__name__)
@@ -367,8 +367,7 @@ class JobQueue:
             failure_info = {"status": 500, "name": "InternalError", "field": None}
         # Precedence: a server stop reads like a crash; then the runner's own error; then cancel; then success.
         if ctx.stopping:
-            status, error = JobStatus.FAILED, INTERRUPTED_MESSAGE
-            failure_info = {"status": 503, "name": "Unavailable", "field": None}
+            status, error, failure_info = JobStatus.FAILED, INTERRUPTED_MESSAGE, dict(INTERRUPTED_INFO)
         elif failure is not None:
             status, error = JobStatus.FAILED, failure
         elif raised_cancel or ctx.cancelled:

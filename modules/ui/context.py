@@ -8,7 +8,6 @@ defensively with ``getattr``: a missing or different service hides a feature ins
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -66,20 +65,20 @@ class UiContext:
         return titles[0] if titles else None
 
     def native_size(self) -> int:
-        """The current checkpoint's training resolution where its diffusers folder says so (UNet ``sample_size``
-        times the VAE's downscale), else 512, A1111's default: the embedded model draws 64x64 pictures and would
-        tile a 512x512 canvas with small shapes."""
+        """The current checkpoint's training resolution where its diffusers folder says so (the family module's
+        ``FolderConfigs.native_size``), else 512, A1111's default: the embedded model draws 64x64 pictures and
+        would tile a 512x512 canvas with small shapes."""
+        from modules.models.families.base import FolderConfigs, is_diffusers_folder
+
         title = self.current_checkpoint_title()
         entry = self.services.catalog.find(title) if title else None
-        if entry is None or not Path(entry.path).is_dir():
+        if entry is None or not is_diffusers_folder(Path(entry.path)):
             return 512
         try:
-            unet = json.loads((Path(entry.path) / "unet" / "config.json").read_text())
-            vae = json.loads((Path(entry.path) / "vae" / "config.json").read_text())
-            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-        except (OSError, ValueError, KeyError, TypeError):
+            size = FolderConfigs.read(Path(entry.path)).native_size
+        except (OSError, ValueError):
             return 512
-        return size if 64 <= size <= 2048 and size % 8 == 0 else 512
+        return size if size is not None and 64 <= size <= 2048 and size % 8 == 0 else 512
 
     def vae_choices(self) -> list[str]:
         folder = self.settings.model_paths.vae

@@ -66,7 +66,7 @@ def test_stays_on_torch(kwargs: dict, reason: str) -> None:
 
 
 def test_embedded_model_stays_on_torch() -> None:
-    """easel-shapes-v1 (2.7 M UNet parameters): export would cost more than it saves, and parity is promised."""
+    """easel-shapes-v1 (2.8 M UNet parameters): export would cost more than it saves, and parity is promised."""
     import torch
     from diffusers import UNet2DConditionModel
 

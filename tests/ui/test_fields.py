@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -215,14 +216,8 @@ def test_size_sliders_start_at_the_checkpoint_resolution(tiny_models_dir: Path, 
         catalog = CheckpointCatalog(folder, HashCache(tmp_path / f"{checkpoint}.json"))
         catalog.refresh()
 
-        class FakeSettings:
-            options = Options(sd_model_checkpoint=checkpoint)
-
-        class FakeServices:
-            settings, manager = FakeSettings(), None
-
-        FakeServices.catalog = catalog  # type: ignore[attr-defined]
-        return UiContext(FakeServices()).native_size()
+        settings = SimpleNamespace(options=Options(sd_model_checkpoint=checkpoint))
+        return UiContext(SimpleNamespace(settings=settings, manager=None, catalog=catalog)).native_size()
 
     assert native(DEFAULT_MODEL.parent, DEFAULT_MODEL.name) == 64
     assert native(tiny_models_dir / "Stable-diffusion", "tiny-sd") == 512
