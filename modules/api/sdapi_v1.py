@@ -212,8 +212,14 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/options")
     async def get_options() -> dict[str, Any]:
-        """Every option, including keys only other web UIs know (kept as clients wrote them)."""
-        return settings.options.model_dump(mode="json")
+        """Every option (all of A1111 v1.10's keys, Easel's own, and keys clients wrote); ``sd_model_checkpoint``
+        and ``sd_checkpoint_hash`` name the model actually loaded, as A1111's do."""
+        options = settings.options.model_dump(mode="json")
+        current = getattr(services.manager, "current", None) if services.manager is not None else None
+        if current is not None:
+            options["sd_model_checkpoint"] = current.info.title
+            options["sd_checkpoint_hash"] = current.info.sha256 or options.get("sd_checkpoint_hash", "")
+        return options
 
     @router.post("/options")
     async def set_options(changes: dict[str, Any] = Body(...)) -> None:
