@@ -51,6 +51,7 @@ from modules.api.schemas import (
     UpscalerItem,
 )
 from modules.core.errors import PermissionDeniedError, UserInputError
+from modules.models.vae import list_vaes, resolve_vae
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 SOURCE = "api-v1"
 LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
                         "Latent (nearest)", "Latent (nearest-exact)")
-VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 SECRET_FLAGS = ("auth", "api_auth")
 MODEL_JOB_TIMEOUT = 600.0
 
@@ -227,6 +227,10 @@ def build_router(services: Any) -> APIRouter:
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
             await asyncio.to_thread(generation.check_checkpoint, services, str(checkpoint), "sd_model_checkpoint")
+        vae = changes.get("sd_vae")
+        if isinstance(vae, str):
+            known = await asyncio.to_thread(list_vaes, settings.model_paths.vae, services.catalog.folder)
+            resolve_vae(vae, None, known)  # an unknown name is a 422 naming sd_vae
         await asyncio.to_thread(settings.update_options, changes)
         if checkpoint and not _is_loaded(services, str(checkpoint)):
             await asyncio.to_thread(queue.submit, LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
@@ -277,7 +281,8 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/sd-vae", response_model=list[SDVaeItem])
     def sd_vae() -> list[dict[str, Any]]:
-        return _vae_files(settings.model_paths.vae)
+        return [{"model_name": vae.name, "filename": str(vae.path)}
+                for vae in list_vaes(settings.model_paths.vae, services.catalog.folder)]
 
     @router.get("/hypernetworks")
     async def hypernetworks() -> list[dict[str, Any]]:
@@ -430,18 +435,6 @@ def _png_info(data: str) -> dict[str, Any]:
     if text is None:
         return {"info": "", "items": items, "parameters": {}}
     return {"info": text, "items": {"parameters": text, **items}, "parameters": parse_infotext(text)}
-
-
-def _vae_files(folder: Any) -> list[dict[str, Any]]:
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in VAE_SUFFIXES:
-            found.append({"model_name": path.stem, "filename": str(path)})
-        elif path.is_dir() and (path / "config.json").is_file():
-            found.append({"model_name": path.name, "filename": str(path)})
-    return found
 
 
 def _memory_stats() -> dict[str, Any]:

@@ -158,6 +158,8 @@ class Options(BaseModel):
     outdir_grids: str = Field("", json_schema_extra={"section": "Paths"})
     add_model_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     add_model_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     # Live previews
     live_previews_enable: bool = Field(True, json_schema_extra={"section": "Live previews"})
     show_progress_every_n_steps: int = Field(5, ge=-1, le=100, json_schema_extra={"section": "Live previews"})

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import webuiapi
 from PIL import Image
 
 from modules.core.a1111_options import A1111_OPTION_DEFAULTS
 from modules.core.settings import Options
+from modules.models.vae import file_sha256
 from tests.images import png_b64
+from tests.vaes import write_vae
 
 XYZ_REST = [True, True, False, False, False, False, False, 0, False]  # draw_legend, include_lone_images ... csv_mode
 
@@ -102,3 +105,36 @@ def test_current_model_names_the_loaded_checkpoint(webui_client, easel):
     titles = {model["title"]: model for model in webui_client.get_sd_models()}
     assert webui_client.util_get_current_model() in titles
     assert webui_client.get_options()["sd_checkpoint_hash"] == titles[loaded.title]["sha256"]
+
+
+def test_sd_vae_is_applied_and_reported_only_when_applied(webui_client, client, easel):
+    vae_dir = easel.services.settings.model_paths.vae
+    vae_file = write_vae(easel.services.manager.current, vae_dir / "alt-vae.safetensors")
+    try:
+        assert {"model_name": "alt-vae.safetensors", "filename": str(vae_file)} in webui_client.get_sd_vae()
+        request = {"prompt": "a red circle", "width": 64, "height": 64, "steps": 2, "seed": 31}
+        plain = webui_client.txt2img(**request)
+        assert "VAE" not in plain.info["infotexts"][0]
+        chosen = webui_client.txt2img(**request, override_settings={"sd_vae": "alt-vae.safetensors"})
+        infotext = chosen.info["infotexts"][0]
+        assert "VAE: alt-vae.safetensors" in infotext and f"VAE hash: {file_sha256(vae_file)[:10]}" in infotext
+        assert chosen.info["sd_vae_name"] == "alt-vae.safetensors"
+        difference = np.abs(np.asarray(chosen.image, int) - np.asarray(plain.image, int)).mean()
+        assert difference > 1.0
+        assert webui_client.txt2img(**request).image.tobytes() == plain.image.tobytes()  # nothing leaked
+        # the option itself, as A1111 clients set it; an unknown name is refused, naming the option
+        response = client.post("/sdapi/v1/options", json={"sd_vae": "no-such-vae.safetensors"})
+        assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["sd_vae"]
+        webui_client.set_options({"sd_vae": "alt-vae.safetensors"})
+        assert webui_client.txt2img(**request).image.tobytes() == chosen.image.tobytes()
+        webui_client.set_options({"sd_vae": "None"})
+        # the X/Y/Z VAE axis (txt2img 29) sweeps the same two decoders
+        grid = webui_client.txt2img(**request, script_name="X/Y/Z Plot",
+                                    script_args=_xyz(29, "None, alt-vae.safetensors"))
+        assert [image.tobytes() for image in grid.images[1:]] == [plain.image.tobytes(), chosen.image.tobytes()]
+        assert ["VAE:" in text for text in grid.info["infotexts"][1:]] == [False, True]
+        none = webui_client.txt2img(**request)
+        assert none.image.tobytes() == plain.image.tobytes() and "VAE" not in none.info["infotexts"][0]
+    finally:
+        webui_client.set_options({"sd_vae": "Automatic"})
+        vae_file.unlink()
