@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_store import decode_base64_image
@@ -35,6 +35,20 @@ async def wait_ready(services: Any, timeout: float = 300.0) -> None:
         if loop.time() >= deadline:
             raise EaselError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
+
+
+SCRIPTS_READY_SECONDS = 60.0
+
+
+async def wait_scripts_ready(services: Any, timeout: float | None = None) -> Any:
+    """The scripts service once the warm-up has loaded every script (None if this install has none). Requests
+    that name scripts wait for it instead of being answered from a half-built registry; after ``timeout`` a 503
+    with ``Retry-After``."""
+    try:
+        await wait_ready(services, SCRIPTS_READY_SECONDS if timeout is None else timeout)
+    except EaselError:
+        raise StartingError("scripts and extensions are still loading; retry in a few seconds") from None
+    return services.extensions.get("scripts")
 
 
 def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
@@ -133,9 +147,10 @@ async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
         if not params.init_images:
             raise NotFoundError("init_images: img2img needs at least one init image (base64)")
         await asyncio.to_thread(_check_init_images, params)
-    scripts = services.extensions.get("scripts")
-    if scripts is not None and hasattr(scripts, "validate"):
-        scripts.validate(params)
+    if params.script_name or params.alwayson_scripts:
+        scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
+        if scripts is not None and hasattr(scripts, "validate"):
+            scripts.validate(params)
     return params
 
 

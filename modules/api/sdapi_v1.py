@@ -346,14 +346,16 @@ def build_router(services: Any) -> APIRouter:
 
     @router.get("/scripts", response_model=ScriptsList)
     async def scripts() -> dict[str, Any]:
-        provider = extension("scripts")
+        """Selectable scripts by tab; during the warm-up it waits for them (a 503 with Retry-After after a minute),
+        so it never answers a half-loaded list."""
+        provider = await generation.wait_scripts_ready(services)
         if provider is None:
             return {"txt2img": [], "img2img": []}
         return {"txt2img": list(provider.titles(False)), "img2img": list(provider.titles(True))}
 
     @router.get("/script-info")
     async def script_info() -> list[dict[str, Any]]:
-        provider = extension("scripts")
+        provider = await generation.wait_scripts_ready(services)
         return list(provider.script_info()) if provider is not None else []
 
     @router.get("/extensions")
