@@ -182,3 +182,28 @@ def test_scripts_answer_right_or_503_during_warm_up(tmp_path, tiny_models_dir, a
             assert late.status_code == 422 and "no such script" in late.json()["detail"]
     finally:
         api.shutdown(running)
+
+
+def test_setting_the_checkpoint_returns_once_it_is_loaded(tmp_path, tiny_sd_path, api, single_threaded_torch):
+    import shutil
+
+    import webui
+    from tests.conftest import build_tiny_sd
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_sd_path, models / "Stable-diffusion" / "tiny-sd")
+    build_tiny_sd(models / "Stable-diffusion" / "tiny-sd-2", seed=1)
+    services = api.make_services(tmp_path / "data", models, ["--ckpt", "tiny-sd"])
+    running = api.start_server(services)
+    services.queue.start()
+    try:
+        webui.warm_up(services)
+        client = webuiapi.WebUIApi(host="127.0.0.1", port=running.port)
+        titles = {model["model_name"]: model["title"] for model in client.get_sd_models()}
+        assert client.util_get_current_model() == titles["tiny-sd"]
+        client.util_set_model("tiny-sd-2")  # POST /options; returns when the model is loaded, as in A1111
+        titles = {model["model_name"]: model["title"] for model in client.get_sd_models()}  # now hashed, as A1111
+        assert client.util_get_current_model() == titles["tiny-sd-2"] and titles["tiny-sd-2"].endswith("]")
+        assert services.manager.current.info.model_name == "tiny-sd-2"
+    finally:
+        api.shutdown(running)
