@@ -50,6 +50,17 @@ def test_xyz_img2img_has_its_own_numbering(webui_client):
     assert _swept(result.info["infotexts"][1:], "CFG scale") == ["2", "8"]
 
 
+def test_xyz_script_info_choices_index_the_axes_as_a1111(client):
+    info = client.get("/sdapi/v1/script-info").json()
+    xyz = {entry["is_img2img"]: entry for entry in info if entry["name"] == "x/y/z plot"}
+    txt2img_types = next(arg["choices"] for arg in xyz[False]["args"] if arg["label"] == "X type")
+    img2img_types = next(arg["choices"] for arg in xyz[True]["args"] if arg["label"] == "X type")
+    assert (len(txt2img_types), len(img2img_types)) == (42, 41)
+    assert txt2img_types.index("Steps") == 4 and txt2img_types.index("CFG Scale") == 6
+    assert img2img_types.index("CFG Scale") == 5 and img2img_types.index("Image CFG Scale") == 6
+    assert txt2img_types.index("VAE") == 29 and img2img_types.index("Size") == 40
+
+
 def test_xyz_axis_easel_cannot_do_is_a_422_naming_the_argument(client, api):
     # txt2img 13 = Sigma Churn (a k-diffusion setting): refused before any image, never another axis
     response = client.post("/sdapi/v1/txt2img", json=api.small_txt2img(
