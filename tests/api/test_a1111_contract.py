@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 
@@ -148,6 +150,14 @@ def test_sd_vae_is_applied_and_reported_only_when_applied(webui_client, client, 
         # the option itself, as A1111 clients set it; an unknown name is refused, naming the option
         response = client.post("/sdapi/v1/options", json={"sd_vae": "no-such-vae.safetensors"})
         assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["sd_vae"]
+        response = client.post("/sdapi/v1/txt2img", json={**request, "override_settings": {"sd_vae": "nope.pt"}})
+        assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["override_settings.sd_vae"]
+        # an infotext pasted from another install names a VAE this one lacks: the checkpoint's own, not a failure
+        pasted = client.post("/sdapi/v1/txt2img", json={
+            **request, "infotext": infotext.replace("alt-vae.safetensors", "elsewhere.pt")}).json()
+        assert "VAE" not in json.loads(pasted["info"])["infotexts"][0]
+        pixels = Image.open(io.BytesIO(base64.b64decode(pasted["images"][0]))).convert("RGB").tobytes()
+        assert pixels == plain.image.convert("RGB").tobytes()
         webui_client.set_options({"sd_vae": "alt-vae.safetensors"})
         assert webui_client.txt2img(**request).image.tobytes() == chosen.image.tobytes()
         webui_client.set_options({"sd_vae": "None"})
