@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
+from modules.core.limits import DEFAULT_CPU_WORKERS
 from modules.core.settings import Settings
 from modules.jobs import JobQueue, JobStore
 from modules.models.catalog import CheckpointCatalog, HashCache
@@ -53,6 +55,7 @@ class Services:
     script_dirs: list[Path] | None = None  # built-in scripts folders (default: <repo>/scripts)
     extension_roots: list[Path] | None = None  # extension folders (default: <repo>/extensions)
     warmup_hooks: list[Callable[[Services], None]] = field(default_factory=list)
+    cpu_work: CpuWork = field(default_factory=lambda: CpuWork(DEFAULT_CPU_WORKERS))  # request-side CPU work
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any] | None:
         """The queue's runner: waits for the warm-up, then dispatches by job kind."""
@@ -83,7 +86,8 @@ def build_services(settings: Settings) -> Services:
                          holder["services"].generation.delete_result(job))
     queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx))
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
-                        catalog=catalog, image_store=image_store)
+                        catalog=catalog, image_store=image_store,
+                        cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
     return services
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, UserInputError
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_store import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
 
 PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
@@ -107,11 +107,13 @@ def check_override_settings(services: Any, overrides: dict[str, Any]) -> None:
         check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
 
 
-def _check_init_images(params: Img2ImgParams) -> None:
-    for index, image in enumerate(params.init_images or []):
-        decode_base64_image(image, f"init_images[{index}]")
+def _check_init_images(params: Img2ImgParams, max_pixels: int) -> list[tuple[int, int]]:
+    """Decode every init image and the mask (size checked before decoding); returns the init images' sizes."""
+    sizes = [decode_base64_image(image, f"init_images[{index}]", max_pixels).size
+             for index, image in enumerate(params.init_images or [])]
     if params.mask:
-        decode_base64_image(params.mask, "mask")
+        decode_base64_image(params.mask, "mask", max_pixels)
+    return sizes
 
 
 async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
@@ -129,13 +131,16 @@ async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
         check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+    limits = services.settings.limits
+    check_limits(params, limits)
+    init_sizes: list[tuple[int, int]] = []
     if isinstance(params, Img2ImgParams):
         if not params.init_images:
-            raise NotFoundError("init_images: img2img needs at least one init image (base64)")
-        await asyncio.to_thread(_check_init_images, params)
+            raise UserInputError("init_images", "img2img needs at least one init image (base64 or a data URL)")
+        init_sizes = await services.cpu_work.run(_check_init_images, params, limits.max_image_pixels)
     scripts = services.extensions.get("scripts")
     if scripts is not None and hasattr(scripts, "validate"):
-        scripts.validate(params)
+        scripts.validate(params, limits=limits, init_sizes=init_sizes)
     return params
 
 

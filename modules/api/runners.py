@@ -142,7 +142,7 @@ def run_builtin_extras(services: Any, job: Any, ctx: Any) -> dict[str, Any]:
     notes: list[str] = []
     for index, (data, field) in enumerate(sources):
         ctx.check()
-        image = decode_base64_image(data, field)
+        image = decode_base64_image(data, field, services.settings.limits.max_image_pixels)
         infotext, _ = read_infotext(image)
         result, notes = upscale_image(image, payload)
         name = f"{index:03d}.png"

@@ -13,7 +13,7 @@ def install(services: Any) -> None:
     the generation service is built."""
     from modules.controlnet.service import ControlNetService
 
-    service = ControlNetService(services.settings.model_paths.controlnet)
+    service = ControlNetService(services.settings.model_paths.controlnet, limits=services.settings.limits)
     services.extensions["controlnet"] = service
     if services.generation is not None:
         services.generation.customizers.append(service.customize)

@@ -97,10 +97,11 @@ class GenerationService:
         if isinstance(params, Img2ImgParams):
             if not params.init_images:
                 raise UserInputError("init_images", "img2img needs at least one init image (base64)")
-            run.init_images = [decode_base64_image(image, f"init_images[{index}]")
+            max_pixels = self.settings.limits.max_image_pixels
+            run.init_images = [decode_base64_image(image, f"init_images[{index}]", max_pixels)
                                for index, image in enumerate(params.init_images)]
             if params.mask:
-                run.image_mask = decode_base64_image(params.mask, "mask")
+                run.image_mask = decode_base64_image(params.mask, "mask", max_pixels)
         return run
 
     def check_checkpoint(self, name: str, field: str) -> None:
