@@ -87,10 +87,16 @@ class ScriptsService:
     def script_info(self) -> list[dict[str, Any]]:
         return [*self.runner(False).info(), *self.runner(True).info()]
 
-    def validate(self, params: Any) -> list[Any]:
-        """Raise ``UserInputError`` (422) for an unknown ``script_name`` or a bad ``alwayson_scripts`` entry."""
+    def validate(self, params: Any, *, limits: Any = None, init_sizes: list[tuple[int, int]] | None = None
+                 ) -> list[Any]:
+        """Raise ``UserInputError`` (422) for an unknown ``script_name``, a bad ``alwayson_scripts`` entry or a
+        script argument its declaration (``api_args``) or its ``check_args`` refuses; before queueing."""
+        from modules.core.limits import Limits
+
         runner = self.runner(bool(getattr(params, "is_img2img", False)))
-        return runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        args = runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        runner.check_args(args, params, limits or Limits(), list(init_sizes or []))
+        return args
 
     def extensions_info(self) -> list[dict[str, Any]]:
         """``/sdapi/v1/extensions`` entries."""
