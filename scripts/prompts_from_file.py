@@ -65,7 +65,10 @@ def parse_line(line: str) -> dict[str, Any]:
         while index < len(tokens) and not tokens[index].startswith("--"):
             values.append(tokens[index])
             index += 1
-        result[key] = FIELDS[key](" ".join(values))
+        try:
+            result[key] = FIELDS[key](" ".join(values))
+        except ValueError as exc:
+            raise ValueError(f"--{key}: {exc}") from None
     return result
 
 

@@ -100,8 +100,12 @@ def error_response(status_code: int, error: str, detail: str, *, headers: dict[s
 
 
 def _loc_text(loc: Any) -> str:
-    parts = [str(part) for part in (loc or ()) if part not in ("body", "query", "path")]
-    return ".".join(parts) or "body"
+    text = ""
+    for part in loc or ():
+        if part in ("body", "query", "path"):
+            continue
+        text += f"[{part}]" if isinstance(part, int) and text else f".{part}" if text else str(part)
+    return text or "body"
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ the resource limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,10 @@ from pydantic import ConfigDict, ValidationError
 
 from modules.core.errors import UserInputError
 from modules.core.validation import StrictInput
+
+
+RE_UNION_TAG = re.compile(r"^(int|str|float|bool|none|list\[.*|dict\[.*|literal\[.*|function-.*|.*\]\])$")
+"""Pydantic's names of union branches in an error's loc (``int``, ``literal['a','b']``): not argument names."""
 
 
 class ScriptArgs(StrictInput):
@@ -43,7 +48,8 @@ class ScriptArgs(StrictInput):
             loc = tuple(first.get("loc", ()))
             name = str(loc[0]) if loc else names[0]
             index = names.index(name) if name in names else 0
-            inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+            inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:]
+                            if isinstance(part, int) or not RE_UNION_TAG.match(str(part)))
             raise argument_error(field_prefix, index, name + inner, str(first.get("msg", "invalid value"))) \
                 from None
 
