@@ -1,7 +1,7 @@
 """Schemathesis drives every operation of the app's own OpenAPI schema, with valid and invalid data: no answer
 may be a 5xx, and every answer must match what the schema declares (status code, content type, body schema,
-including the A1111 error body). A hook (``cap_sizes``) caps sizes (pixels, steps, images) so that the examples that are valid
-generation requests finish in the suite's time on a CPU; everything else is left to the generator.
+including the A1111 error body). A hook (``cap_sizes``) caps sizes (pixels, steps, images) so that the examples
+that are valid generation requests finish in the suite's time on a CPU; everything else is left to the generator.
 
 The server is its own (not the session's shared one): the fuzzer changes options."""
 
