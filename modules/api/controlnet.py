@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from pydantic import Field
 
 from modules.controlnet.units import MAX_PROCESSOR_RES
 from modules.core.validation import StrictInput
+from modules.services import ControlNetApi, Services
 
 API_VERSION = 2
 MAX_DETECT_IMAGES = 16
@@ -25,17 +26,18 @@ class DetectRequest(StrictInput):
     controlnet_threshold_b: float = Field(-1, ge=-1, le=1024)
 
 
-def _service(services: Any) -> Any:
-    service = services.extensions.get("controlnet")
+def _service(services: Services) -> ControlNetApi:
+    service = services.controlnet
     if service is None:  # before the warm-up: listing needs no torch, so build one on the spot
         from modules.controlnet.service import ControlNetService
 
-        service = ControlNetService(services.settings.model_paths.controlnet, limits=services.settings.limits)
-        services.extensions.setdefault("controlnet", service)
+        built = ControlNetService(services.settings.model_paths.controlnet, limits=services.settings.limits)
+        services.controlnet = built
+        return built
     return service
 
 
-def build_router(services: Any) -> APIRouter:
+def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/controlnet", tags=["controlnet"])
 
     @router.get("/version")
@@ -47,7 +49,7 @@ def build_router(services: Any) -> APIRouter:
         return _service(services).model_list(update)
 
     @router.get("/module_list")
-    def module_list(alias_names: bool = False) -> dict[str, Any]:
+    def module_list(alias_names: bool = False) -> dict[str, object]:
         return _service(services).module_list(alias_names)
 
     @router.post("/detect")
@@ -57,8 +59,3 @@ def build_router(services: Any) -> APIRouter:
                                            request.controlnet_threshold_a, request.controlnet_threshold_b)
 
     return router
-
-
-def include_routes(app: FastAPI, services: Any) -> None:
-    app.include_router(build_router(services))
-
