@@ -11,6 +11,7 @@ from PIL import Image
 
 from modules.api.runners import run_builtin_extras, upscale_image
 from modules.core.errors import UserInputError
+from modules.core.limits import Limits
 from modules.jobs import Job, JobContext
 from modules.processing.image_store import embed_infotext
 
@@ -20,7 +21,8 @@ def _b64(image: Image.Image, infotext: str | None = None) -> str:
 
 
 def test_builtin_extras_resizes_and_keeps_infotext(tmp_path):
-    services = SimpleNamespace(settings=SimpleNamespace(data_paths=SimpleNamespace(job_results=tmp_path)))
+    services = SimpleNamespace(settings=SimpleNamespace(data_paths=SimpleNamespace(job_results=tmp_path),
+                                                        limits=Limits()))
     source = Image.new("RGB", (10, 6), (255, 0, 0))
     payload = {"imageList": [{"data": _b64(source, "a red box\nSteps: 2, Seed: 1, Size: 10x6"), "name": "x"}],
                "upscaler_1": "Nearest", "upscaling_resize": 3, "codeformer_visibility": 0.5}

@@ -27,8 +27,8 @@ HEAVY = [
                             "controlnet_processor_res": 16000}, "controlnet_processor_res"),
     ("/controlnet/detect", {"controlnet_module": "canny", "controlnet_input_images": [SKETCH],
                             "controlnet_processor_res": 2**62}, "controlnet_processor_res"),
-    ("/sdapi/v1/extra-single-image", {"image": png_b64(Image.new("RGB", (1024, 1024))), "upscaler_1": "Lanczos",
-                                      "resize_mode": 1, "upscaling_resize_w": 8192, "upscaling_resize_h": 8192 * 2},
+    ("/sdapi/v1/extra-single-image", {"image": png_b64(Image.new("RGB", (1024, 512))), "upscaler_1": "Lanczos",
+                                      "resize_mode": 1, "upscaling_resize_w": 8192, "upscaling_resize_h": 8192},
      "upscaling_resize_w"),
     ("/sdapi/v1/img2img", {"init_images": [SKETCH], "width": 64, "height": 64, "steps": 1,
                            "script_name": "sd upscale", "script_args": ["", 16, "Lanczos", 1e6]}, "script_args[3]"),
@@ -69,7 +69,7 @@ def test_allowed_detect_stays_bounded(client: Any) -> None:
 def tight_server(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Any, api: Any) -> Iterator[Any]:
     """A light server (no warm-up) launched with small limits."""
     services = api.make_services(tmp_path_factory.mktemp("limits-data"), tiny_models_dir,
-                                 ["--max-processor-res", "128", "--max-image-pixels", "4096"])
+                                 ["--max-processor-res", "128", "--max-image-pixels", "20000"])
     running = api.start_server(services)
     yield running
     api.shutdown(running)
@@ -82,10 +82,10 @@ def test_limits_are_launch_flags(tight_server: Any) -> None:
         refused = http.post("/controlnet/detect", json={**small, "controlnet_processor_res": 256})
         assert refused.status_code == 422 and "--max-processor-res" in refused.json()["detail"]
         assert "1..128" in refused.json()["detail"]
-        big = png_b64(Image.new("RGB", (80, 80)))  # 6400 pixels > 4096
+        big = png_b64(Image.new("RGB", (150, 150)))  # 22500 pixels > 20000
         refused = http.post("/controlnet/detect", json={**small, "controlnet_input_images": [big],
                                                         "controlnet_processor_res": 64})
         assert refused.status_code == 422 and "controlnet_input_images[0]" in refused.json()["detail"]
         assert "--max-image-pixels" in refused.json()["detail"]
         flags = http.get("/sdapi/v1/cmd-flags").json()
-        assert flags["max_processor_res"] == 128 and flags["max_image_pixels"] == 4096
+        assert flags["max_processor_res"] == 128 and flags["max_image_pixels"] == 20000
