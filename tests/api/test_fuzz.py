@@ -86,6 +86,7 @@ def _check(case: Any) -> None:
     assert time.monotonic() - started < 60, f"{case.method} {case.path} took too long"
 
 
+@pytest.mark.slow
 def test_api_answers_as_its_schema_says(fuzz_server: Any) -> None:
     """Every operation, positive and negative examples (``MAX_EXAMPLES`` each, reproducible), in one test:
     hypothesis drives each operation's strategy directly (schemathesis' pytest plugin is not used)."""
