@@ -22,7 +22,7 @@ from modules.core.settings import Options, Settings, validate_option_changes
 from modules.processing import hires
 from modules.processing.engine import StepControl
 from modules.processing.image_store import ImageStore, decode_base64_image, embed_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
@@ -93,6 +93,7 @@ class GenerationService:
         return validate_option_changes(self.settings.options, changes) if changes else self.settings.options
 
     def build_run(self, params: GenerationParams, options: Options) -> ProcessingRun:
+        check_limits(params, self.settings.limits)  # again here: the UI's jobs skip the API's checks
         run = ProcessingRun(params, options)
         if isinstance(params, Img2ImgParams):
             if not params.init_images:

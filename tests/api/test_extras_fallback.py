@@ -35,6 +35,18 @@ def test_builtin_extras_resizes_and_keeps_infotext(tmp_path):
     assert "face restoration is not available" in result["html_info"]
 
 
+def test_builtin_extras_refuses_outputs_over_the_limit(tmp_path):
+    """A job queued without the route's checks (the UI's path) still stops before resizing: 30x18 > 500 pixels."""
+    services = SimpleNamespace(settings=SimpleNamespace(data_paths=SimpleNamespace(job_results=tmp_path),
+                                                        limits=Limits(max_output_pixels=500)))
+    payload = {"image": _b64(Image.new("RGB", (10, 6)), None), "upscaler_1": "Nearest", "upscaling_resize": 3}
+    job = Job(id="extras2", seq=1, kind="extras-builtin", payload=payload, created_at=time.time())
+    with pytest.raises(UserInputError) as caught:
+        run_builtin_extras(services, job, JobContext(job))
+    assert caught.value.field == "upscaling_resize" and "--max-output-pixels" in caught.value.message
+    assert not list((tmp_path / "extras2").glob("*.png"))
+
+
 def test_builtin_extras_resize_to_size_with_crop_and_unknown_upscaler():
     image = Image.new("RGB", (20, 10))
     resized, notes = upscale_image(image, {"resize_mode": 1, "upscaling_resize_w": 16, "upscaling_resize_h": 16,
