@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
         return service.runner(name == "scripts_img2img")
     if name == "scripts_data":
         service = _scripts_service()
-        return [] if service is None else service.scripts(False) + service.scripts(True)
+        return [] if service is None else [*service.scripts(False), *service.scripts(True)]
     raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")
 
 

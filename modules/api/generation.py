@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from modules.core.errors import EaselError, NotFoundError, UserInputError
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
-from modules.processing.image_store import decode_base64_image
+from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 from modules.services import Services

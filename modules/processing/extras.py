@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modules.core.atomic import atomic_write_bytes
 from modules.core.errors import EaselError, NotFoundError, UserInputError
-from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
+from modules.processing.image_codec import decode_base64_image
+from modules.processing.image_metadata import embed_infotext, read_infotext
 
 log = logging.getLogger(__name__)
 

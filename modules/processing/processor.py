@@ -21,13 +21,13 @@ from modules.core.errors import JobCancelled, UserInputError
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
-from modules.processing.run import EASEL_VERSION, ModelProvider, ProcessedResult, ProcessingRun
+from modules.processing.run import EASEL_VERSION, DenoisePass, ModelProvider, ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
 from modules.processing.tiling import TilingPatch
 from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids, txt2img_timesteps
-from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
+from modules.processing.unet_extras import unet_kwargs_for
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,9 @@ from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
 from modules.processing import hires
 from modules.processing.engine import StepControl
-from modules.processing.image_store import ImageStore, decode_base64_image, embed_infotext
+from modules.processing.image_codec import decode_base64_image
+from modules.processing.image_metadata import embed_infotext
+from modules.processing.image_store import ImageStore
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun

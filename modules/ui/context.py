@@ -150,7 +150,7 @@ class UiContext:
 
     def save_style(self, name: str, prompt: str, negative: str) -> None:
         """Add or replace a style in ``styles.csv`` through the service's store (saved atomically there)."""
-        from modules.processing.prompt_parser import PromptStyle
+        from modules.processing.styles import PromptStyle
 
         styles = self.services.styles
         if styles is None:

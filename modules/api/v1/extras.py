@@ -68,7 +68,8 @@ def build_router(services: Services) -> APIRouter:
 
 
 def _png_info(data: str) -> dict[str, Any]:
-    from modules.processing.image_store import decode_base64_image, read_infotext
+    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_metadata import read_infotext
     from modules.processing.infotext import parse_infotext
 
     image = decode_base64_image(data, "image")
