@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
-from modules.services import Services
+from modules.services import ScriptsApi, Services
 
 PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
@@ -36,6 +36,20 @@ async def wait_ready(services: Services, timeout: float = 300.0) -> None:
         if loop.time() >= deadline:
             raise EaselError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
+
+
+SCRIPTS_READY_SECONDS = 60.0
+
+
+async def wait_scripts_ready(services: Services, timeout: float | None = None) -> ScriptsApi | None:
+    """The scripts service once the warm-up has loaded every script (None if this install has none). Requests
+    that name scripts wait for it instead of being answered from a half-built registry; after ``timeout`` a 503
+    with ``Retry-After``."""
+    try:
+        await wait_ready(services, SCRIPTS_READY_SECONDS if timeout is None else timeout)
+    except EaselError:
+        raise StartingError("scripts and extensions are still loading; retry in a few seconds") from None
+    return services.scripts
 
 
 def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
@@ -135,8 +149,10 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
         if not params.init_images:
             raise NotFoundError("init_images: img2img needs at least one init image (base64)")
         await asyncio.to_thread(_check_init_images, params)
-    if services.scripts is not None:
-        services.scripts.validate(params)
+    if params.script_name or params.alwayson_scripts:
+        scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
+        if scripts is not None:
+            scripts.validate(params)
     return params
 
 

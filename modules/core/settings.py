@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import threading
@@ -19,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modules.core.a1111_options import A1111_OPTION_DEFAULTS
 from modules.core.atomic import atomic_write_json
 from modules.core.errors import UserInputError
 from modules.core.paths import REPO_ROOT, DataPaths, ModelPaths
@@ -156,6 +158,8 @@ class Options(BaseModel):
     outdir_grids: str = Field("", json_schema_extra={"section": "Paths"})
     add_model_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     add_model_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     # Live previews
     live_previews_enable: bool = Field(True, json_schema_extra={"section": "Live previews"})
     show_progress_every_n_steps: int = Field(5, ge=-1, le=100, json_schema_extra={"section": "Live previews"})
@@ -209,6 +213,16 @@ class Options(BaseModel):
     # Jobs
     job_retention_count: int = Field(200, ge=1, json_schema_extra={"section": "Jobs"})
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a1111_defaults(cls, data: Any) -> Any:
+        """Every A1111 v1.10 key exists, with A1111's default unless given (typed fields keep their own)."""
+        if not isinstance(data, dict):
+            return data
+        missing = {key: copy.deepcopy(value) for key, value in A1111_OPTION_DEFAULTS.items()
+                   if key not in data and key not in cls.model_fields}
+        return {**missing, **data} if missing else data
+
     @field_validator("samples_format", "grid_format", mode="before")
     @classmethod
     def _lower_format(cls, value: Any) -> Any:
@@ -238,8 +252,10 @@ def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Opt
     """
     merged = current.model_dump()
     for key, value in changes.items():
-        if key not in Options.model_fields and value is None:
+        if key not in Options.model_fields and value is None and A1111_OPTION_DEFAULTS.get(key, 0) is not None:
             raise UserInputError(key, "unknown option; null is not stored")
+        if key not in Options.model_fields and key in A1111_OPTION_DEFAULTS:
+            _check_a1111_type(key, value)
         merged[key] = value
     try:
         return Options.model_validate(merged)
@@ -247,6 +263,25 @@ def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Opt
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first.get("loc", ())) or "options"
         raise UserInputError(field, first.get("msg", "invalid value")) from exc
+
+
+def _check_a1111_type(key: str, value: Any) -> None:
+    """An A1111-only option keeps the type of A1111's default (a bool stays a bool, a number a number...)."""
+    default = A1111_OPTION_DEFAULTS[key]
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int | float):
+        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, expected = isinstance(value, list), "a list"
+    else:
+        ok, expected = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise UserInputError(key, f"expected {expected} (A1111's default is {default!r}), got {value!r}")
 
 
 class Settings:

@@ -8,6 +8,7 @@ conditioning, noise, denoise, decode, ``postprocess_batch``, per image ``postpro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 
 from modules.core.errors import JobCancelled, UserInputError
+from modules.models.vae import VaeService
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
@@ -88,6 +90,8 @@ class Processor:
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
     upscalers: hires.PixelUpscalers | None = None
     """Pixel upscalers for hires fix (the upscaler service); None = the built-in resamplers."""
+    vaes: VaeService | None = None
+    """External VAEs (``sd_vae``): swapped into the model for the run; None = always the checkpoint's own."""
     face_restoration: FaceRestoration | None = None
     """The face restorer service's ``restore_run_images``; None = no face restoration on this install (runs asking
     get a warning)."""
@@ -102,16 +106,15 @@ class Processor:
         run.sd_model = model
         run.sd_model_name = model.info.model_name
         run.sd_model_hash = model.hash
-        if run.sd_vae_name is None:
-            run.sd_vae_name = None if run.opts.sd_vae in ("Automatic", "None") else run.opts.sd_vae
         try:
-            for preprocess in self.prompt_preprocessors:
-                preprocess(run)
-            self.tiling.apply(run)
-            self._plan_prompts_and_seeds(run)
-            _call(hooks, "process", run)
-            with torch.no_grad():
-                return self._process_batches(run, model, control)
+            with self.vaes.applied(run, model) if self.vaes is not None else contextlib.nullcontext():
+                for preprocess in self.prompt_preprocessors:
+                    preprocess(run)
+                self.tiling.apply(run)  # after the VAE swap: the VAE that decodes is the one tiled
+                self._plan_prompts_and_seeds(run)
+                _call(hooks, "process", run)
+                with torch.no_grad():
+                    return self._process_batches(run, model, control)
         finally:
             self.tiling.finish(run)
             if hires.switches_checkpoint(run):
@@ -312,7 +315,8 @@ class Processor:
             "Size": f"{run.width}x{run.height}",
             "Model hash": run.sd_model_hash if opts.add_model_hash_to_info else None,
             "Model": run.sd_model_name if opts.add_model_name_to_info else None,
-            "VAE": run.sd_vae_name,
+            "VAE hash": run.sd_vae_hash if opts.add_vae_hash_to_info else None,
+            "VAE": run.sd_vae_name if opts.add_vae_name_to_info else None,
             "Variation seed": run.all_subseeds[index] if run.subseed_strength > 0 else None,
             "Variation seed strength": _number(run.subseed_strength) if run.subseed_strength > 0 else None,
             "Seed resize from": (f"{run.seed_resize_from_w}x{run.seed_resize_from_h}"

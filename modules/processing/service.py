@@ -19,6 +19,7 @@ from typing import Any
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
+from modules.models.vae import VaeService
 from modules.processing import hires
 from modules.processing.engine import StepControl
 from modules.processing.image_codec import decode_base64_image
@@ -52,10 +53,13 @@ class GenerationService:
     executors: list[RunExecutor] = field(default_factory=list)
     extra_hooks: list[ProcessingHooks] = field(default_factory=list)
     processor: Processor = field(init=False)
+    vaes: VaeService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.vaes = VaeService(self.settings.model_paths.vae, self.manager.catalog.folder,
+                               allow_pickle=self.settings.flags.allow_pickle)
         self.processor = Processor(samplers=self.samplers, model_provider=self._model_for,
-                                   save_image=self._save_sample)
+                                   save_image=self._save_sample, vaes=self.vaes)
 
     # -- the job runner ---------------------------------------------------------------------------------------
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
