@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.core import cancellation
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
 from modules.jobs import JobQueue, JobStore
@@ -62,7 +63,8 @@ class Services:
         runner = self.runners.get(job.kind)
         if runner is None:
             raise EaselError(f"no runner for job kind {job.kind!r}; known: {', '.join(sorted(self.runners))}")
-        return runner(job, ctx)
+        with cancellation.bound_to(ctx):  # every long loop inside the runner sees this job's cancel/interrupt
+            return runner(job, ctx)
 
     def register_runner(self, kind: str, runner: JobRunner) -> None:
         if kind in self.runners:
