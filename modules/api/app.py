@@ -2,8 +2,8 @@
 
 Layers, outermost first: request context (``X-Request-Id``, ``X-Process-Time``, ``--api-log``, JSON 500 with
 a request id), CORS (only with ``--cors-allow-origins``/``--cors-allow-origins-regex``), HTTP Basic auth
-(``--auth`` on every route, ``--api-auth`` on ``/sdapi``), the request-size limit (``--max-request-mb``), then
-the routes and the exception handlers that give every error A1111's JSON shape. The Gradio UI, mounted at ``/``
+(``--auth`` on every route, ``--api-auth`` on ``/sdapi``), the wait for the warm-up (503 with ``Retry-After``
+after a short wait), the request-size limit (``--max-request-mb``), then the routes and the exception handlers that give every error A1111's JSON shape. The Gradio UI, mounted at ``/``
 by the warm-up thread later, sits inside the same layers.
 
 Importing this module (and building the app) stays light: no torch, diffusers or gradio, so the server
@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from modules.api import internal, jobs_v2, sdapi_v1
 from modules.api.auth import AuthPolicy, BasicAuthMiddleware, parse_credentials
 from modules.api.errors import install_exception_handlers
-from modules.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from modules.api.middleware import BodyLimitMiddleware, ReadinessMiddleware, RequestContextMiddleware
 from modules.api.runners import register_api_runners
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def create_app(services: Any) -> FastAPI:
 
     # add_middleware puts each new layer outside the previous ones: innermost first.
     app.add_middleware(BodyLimitMiddleware, limit_bytes=flags.max_request_mb << 20)
+    app.add_middleware(ReadinessMiddleware, ready=services.ready)
     policy = AuthPolicy(everything=tuple(parse_credentials(flags.auth, flag="auth")),
                         api=tuple(parse_credentials(flags.api_auth, flag="api_auth")))
     if policy.enabled:

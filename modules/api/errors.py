@@ -75,8 +75,9 @@ def easel_error_response(exc: EaselError) -> JSONResponse:
     errors = detail.get("errors")
     if errors is None and not isinstance(exc, UserInputError):
         errors = []
+    retry_after = getattr(exc, "retry_after", None)
     return error_response(exc.status_code, detail.get("error", exc.error_name), detail.get("detail", exc.message),
-                          errors=errors)
+                          errors=errors, headers={"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

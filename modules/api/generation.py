@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_store import decode_base64_image
@@ -33,7 +33,7 @@ async def wait_ready(services: Any, timeout: float = 300.0) -> None:
     deadline = loop.time() + timeout
     while not services.ready.is_set():
         if loop.time() >= deadline:
-            raise EaselError("the processing core is still starting; try again in a moment")
+            raise StartingError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
 
 

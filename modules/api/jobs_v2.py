@@ -150,6 +150,7 @@ def build_router(services: Any) -> APIRouter:
     @router.post("/jobs", status_code=202, response_model=JobSubmitted)
     async def submit_job(body: dict[str, Any] = Body(..., examples=[SUBMIT_EXAMPLE])) -> dict[str, Any]:
         """Queue a txt2img/img2img job; answers at once with its id (see the module doc for the body forms)."""
+        await generation.wait_ready(services)  # script names and the runners are known only after the warm-up
         kind, raw, prefix = _parse_submission(body)
         try:
             params = generation.validate_params(generation.PARAMS_BY_TYPE[kind], raw)

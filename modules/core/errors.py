@@ -78,5 +78,13 @@ class PermissionDeniedError(EaselError):
     error_name = "Forbidden"
 
 
+class StartingError(EaselError):
+    """The server is still warming up; the client should retry after ``retry_after`` seconds (HTTP 503)."""
+
+    status_code = 503
+    error_name = "Starting"
+    retry_after = 5
+
+
 class JobCancelled(Exception):
     """Raised inside a running job when it is cancelled; the worker marks the job cancelled."""
