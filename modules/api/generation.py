@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_store import decode_base64_image
@@ -85,14 +86,19 @@ def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, fi
 
 
 def check_checkpoint(services: Any, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
+    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in), and a
+    pickle checkpoint without ``--allow-pickle``: both would fail every later job if they were accepted."""
     catalog = services.catalog
-    if catalog.find(name) is not None:
-        return
-    catalog.refresh()
-    if catalog.find(name) is None:
+    entry = catalog.find(name)
+    if entry is None:
+        catalog.refresh()
+        entry = catalog.find(name)
+    if entry is None:
         available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
         raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+    if entry.is_pickle and not services.settings.flags.allow_pickle:
+        raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
+                                    "(pickle files can run code when loaded); convert it to .safetensors")
 
 
 def check_override_settings(services: Any, overrides: dict[str, Any]) -> None:
@@ -170,6 +176,10 @@ def result_paths(services: Any, job: Job) -> list[Path]:
 
 
 def read_base64(paths: list[Path]) -> list[str]:
+    """The result files (``jobs/<id>/<name>``) as base64; only regular files really inside the results folder."""
+    for path in paths:
+        if not regular_file_inside(path, path.parent.parent):
+            raise NotFoundError(f"result file {path.name} is no longer on disk")
     return [base64.b64encode(path.read_bytes()).decode("ascii") for path in paths]
 
 

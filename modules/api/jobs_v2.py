@@ -56,6 +56,7 @@ from modules.api.errors import error_response, job_error
 from modules.api.schemas import JobList, JobSubmitted, JobView
 from modules.api.sdapi_v1 import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.jobs import Job, JobEvent, JobStatus, validate_job_id
 
 SOURCE = "api-v2"
@@ -188,7 +189,8 @@ def build_router(services: Any) -> APIRouter:
         if not 0 <= index < len(paths):
             raise NotFoundError(f"job {job_id!r} has no result image {index} ({len(paths)} available)")
         path = paths[index]
-        if not await asyncio.to_thread(path.is_file):
+        results = services.settings.data_paths.job_results  # the job's folder itself may not be a link out either
+        if not await asyncio.to_thread(regular_file_inside, path, results):
             raise NotFoundError(f"result image {index} of job {job_id!r} is no longer on disk")
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type)
