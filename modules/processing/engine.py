@@ -250,7 +250,7 @@ def vae_work_units(vae: Any, pixels: int) -> Iterator[None]:
     """For one VAE call: a stop check before every encoder/decoder block (a cancel reaches the inside of a long
     encode or decode within one block of one tile) and tiling above :data:`VAE_TILE_ABOVE_PIXELS`. Undone on exit.
     """
-    handles = []
+    handles: list[Any] = []
     if cancellation.bound():
         for part in (getattr(vae, "encoder", None), getattr(vae, "decoder", None)):
             if not isinstance(part, torch.nn.Module):

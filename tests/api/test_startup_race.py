@@ -33,10 +33,9 @@ def _requests(app: Any) -> list[tuple[str, str, Any]]:
     from fastapi.routing import APIRoute
 
     found: list[tuple[str, str, Any]] = []
-    for route in app_routes(app.routes):
-        if isinstance(route, APIRoute) and "GET" in route.methods and "{" not in route.path \
-                and route.path not in UNSAFE:
-            found.append(("GET", route.path, None))
+    for path, route in app_routes(app.routes):
+        if isinstance(route, APIRoute) and "GET" in route.methods and "{" not in path and path not in UNSAFE:
+            found.append(("GET", path, None))
     assert len(found) > 20
     found += [("POST", "/sdapi/v2/jobs", BAD_SCRIPT), ("POST", "/sdapi/v2/jobs", GOOD_JOB),
               ("POST", "/sdapi/v1/txt2img", {**GOOD_JOB["params"], "script_name": "no such script"})]
@@ -49,13 +48,13 @@ def test_routes_wait_or_answer_503_during_the_warm_up(tmp_path: Path, tiny_model
 
     monkeypatch.setattr(middleware, "READY_WAIT_SECONDS", 0.3)
     release = threading.Event()
-    install: Callable[..., Any] = setup.install
+    install: Callable[..., Any] = setup.build_extension_services
 
     def slow_install(*args: Any, **kwargs: Any) -> Any:
         release.wait(60)
         return install(*args, **kwargs)
 
-    monkeypatch.setattr(setup, "install", slow_install)
+    monkeypatch.setattr(setup, "build_extension_services", slow_install)
     services = make_services(tmp_path / "data", tiny_models_dir)
     app = webui.create_app(services)
     running = start_server(services, app)
