@@ -51,7 +51,15 @@ def build_services(settings: Settings) -> Services:
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
                         catalog=catalog, image_store=image_store)
     holder["services"] = services
+    settings.observers.append(lambda options: _apply_retention(job_store, options.job_retention_count))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
 
 
 def warm_up(services: Services, *, load_model: bool = True) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_codec import decode_base64_image
@@ -34,7 +35,7 @@ async def wait_ready(services: Services, timeout: float = 300.0) -> None:
     deadline = loop.time() + timeout
     while not services.ready.is_set():
         if loop.time() >= deadline:
-            raise EaselError("the processing core is still starting; try again in a moment")
+            raise StartingError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
 
 
@@ -101,14 +102,19 @@ def _check_sampler(services: Services, sampler: str | None, scheduler: str | Non
 
 
 def check_checkpoint(services: Services, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
+    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in), and a
+    pickle checkpoint without ``--allow-pickle``: both would fail every later job if they were accepted."""
     catalog = services.catalog
-    if catalog.find(name) is not None:
-        return
-    catalog.refresh()
-    if catalog.find(name) is None:
+    entry = catalog.find(name)
+    if entry is None:
+        catalog.refresh()
+        entry = catalog.find(name)
+    if entry is None:
         available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
         raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+    if entry.is_pickle and not services.settings.flags.allow_pickle:
+        raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
+                                    "(pickle files can run code when loaded); convert it to .safetensors")
 
 
 def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
@@ -187,6 +193,10 @@ def result_paths(services: Services, job: Job) -> list[Path]:
 
 
 def read_base64(paths: list[Path]) -> list[str]:
+    """The result files (``jobs/<id>/<name>``) as base64; only regular files really inside the results folder."""
+    for path in paths:
+        if not regular_file_inside(path, path.parent.parent):
+            raise NotFoundError(f"result file {path.name} is no longer on disk")
     return [base64.b64encode(path.read_bytes()).decode("ascii") for path in paths]
 
 

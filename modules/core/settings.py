@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,6 +294,7 @@ class Settings:
         self.data_paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
         self.model_paths = ModelPaths(Path(flags.models_dir).expanduser().resolve())
         self.load_warnings: list[str] = list(load_warnings or [])
+        self.observers: list[Callable[[Options], None]] = []  # services applying options at once on a change
 
     @property
     def options(self) -> Options:
@@ -309,31 +310,54 @@ class Settings:
         return cls(flags, options, warnings)
 
     def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
-        """Validate and apply ``changes``; persist them atomically when ``save``."""
+        """Validate and apply ``changes``; persist them atomically when ``save``; then tell the observers."""
         with self._lock:
             updated = validate_option_changes(self._options, changes)
             self._options = updated
             if save:
                 self.save()
-            return updated
+        for observer in list(self.observers):
+            try:
+                observer(updated)
+            except Exception:  # one failing service must not make a saved change look failed
+                log.exception("applying the new options failed in %r", observer)
+        return updated
 
     def save(self) -> None:
         atomic_write_json(self.data_paths.config_file, self._options.model_dump(mode="json"))
 
 
 def load_options(config_file: Path) -> tuple[Options, list[str]]:
-    """Read ``config.json``. A corrupt or invalid file is moved aside (never deleted) and defaults are used."""
+    """Read ``config.json``. Keys with invalid values are left out (each reported by name, the file is not
+    rewritten, so the value is still there to fix), the valid ones kept, as A1111 does. A file that is not a JSON
+    object is moved aside (never deleted) and defaults are used."""
     if not config_file.exists():
         return Options(), []
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("config.json must hold a JSON object")
-        cleaned = {key: value for key, value in raw.items() if not (key not in Options.model_fields and value is None)}
-        return Options.model_validate(cleaned), []
-    except (ValueError, ValidationError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         aside = config_file.with_name(f"config.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         config_file.replace(aside)
         message = f"{config_file} could not be read ({exc.__class__.__name__}: {exc}); kept as {aside.name}"
         log.warning(message)
         return Options(), [message]
+    cleaned = {key: value for key, value in raw.items() if not (key not in Options.model_fields and value is None)}
+    warnings: list[str] = []
+    while True:
+        try:
+            return Options.model_validate(cleaned), warnings
+        except ValidationError as exc:
+            bad = {str(error["loc"][0]): str(error.get("msg", "invalid value")) for error in exc.errors()
+                   if error.get("loc")}
+            if not bad or not bad.keys() & cleaned.keys():  # an error no single key explains: start from defaults
+                message = f"{config_file}: invalid options ({exc.error_count()} errors); using defaults"
+                log.warning(message)
+                return Options(), [*warnings, message]
+            for key, reason in bad.items():
+                if key in cleaned:
+                    message = (f"{config_file}: option {key!r} ignored: {reason} (value {cleaned.pop(key)!r:.80}); "
+                               "the other options are kept")
+                    log.warning(message)
+                    warnings.append(message)

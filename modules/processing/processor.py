@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from modules.core import cancellation
 from modules.core.errors import JobCancelled, UserInputError
 from modules.models.vae import VaeService
 from modules.processing import engine, hires
@@ -99,6 +100,8 @@ class Processor:
     """Seamless tiling (``run.tiling``): circular padding on the run's UNet and VAE, undone when the run ends."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
+        # A cancelled job never starts another run: a script's loop calling process_images ends here at once.
+        cancellation.check_abort()
         control = control or StepControl()
         hooks = run.hooks
         _call(hooks, "before_process", run)
@@ -169,8 +172,16 @@ class Processor:
         plan = self._seed_plan(run)
         conditioner = TextConditioner(pipe, clip_skip=run.clip_skip, emphasis=run.opts.emphasis,
                                       embeddings=run.extra_network_data.get("embeddings"))
-        init_state = self._prepare_init_images(run, model) if run.is_img2img else None
+        init_state: InitState | None = None
+        try:
+            if run.is_img2img and not control.should_stop():
+                init_state = self._prepare_init_images(run, model)
+        except JobCancelled:  # stopped inside the VAE encode of the init images
+            interrupted = True
         for iteration in range(run.n_iter):
+            if interrupted or control.should_stop():  # A1111: an interrupted run starts no further batch
+                interrupted = True
+                break
             run.iteration = iteration
             if iteration > 0 and hires.switches_checkpoint(run):
                 current = self._reload_main_model(run)
@@ -379,6 +390,7 @@ def _fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     result = pixels.copy()
     for radius in (256, 64, 16, 4, 2):
+        cancellation.checkpoint()
         weight_img = Image.fromarray((keep[..., 0] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
         colour_img = Image.fromarray((pixels * keep).clip(0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(radius))
@@ -423,6 +435,7 @@ class InitState:
                     mask = mask.crop(crop_box)
         images = []
         for image in originals:
+            cancellation.checkpoint()  # large init images: each resize is a unit of work a cancel waits for
             if crop_box is not None:
                 image = image.crop(crop_box).resize((width, height), Image.Resampling.LANCZOS)
             else:
