@@ -2,7 +2,7 @@
 
 ``save_image`` keeps A1111's signature; the file lands under the outputs root (the image store confines every
 write there, so a script's ``path`` argument only chooses between samples and grids of its tab). The
-``before_image_saved``/``image_saved`` callbacks run around it.
+``before_image_saved``/``image_saved`` callbacks run around it, as around every save the image store makes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from modules.extensions import compat
-from modules.extensions.callbacks import ImageGridLoopParams, ImageSaveParams
+from modules.extensions.callbacks import ImageGridLoopParams
 from modules.processing.image_store import draw_grid_annotations as _draw_annotations
 from modules.processing.image_store import image_grid as _image_grid
 from modules.processing.image_store import labelled_grid, read_infotext, sanitize_filename_part
@@ -154,14 +154,12 @@ def save_image(image: Image.Image, path: str | None, basename: str, seed: Any = 
     services = compat.bound()
     is_img2img = bool(getattr(p, "is_img2img", False)) or "img2img" in str(path or "")
     kind = ("img2img" if is_img2img else "txt2img") + ("-grids" if grid else "")
-    params = ImageSaveParams(image, p, f"{basename}{suffix}.{extension}", {pnginfo_section_name: info})
-    compat.callbacks().call("before_image_saved", params)
-    text = params.pnginfo.get(pnginfo_section_name) if params.pnginfo else None
+    text = info
+    if existing_info and pnginfo_section_name in existing_info and text is None:
+        text = str(existing_info[pnginfo_section_name])
     pattern = forced_filename if forced_filename else (None if not short_filename else "[seed]")
     if forced_filename is None and (basename or suffix) and not grid:
         pattern = f"{basename}{'-' if basename else ''}[seed]{suffix}" if not short_filename else basename + suffix
-    saved = services.image_store.save(params.image, kind=kind, seed=seed, prompt=prompt or "", infotext=text,
-                                      fmt=extension, filename_pattern=pattern, save_to_dirs=save_to_dirs)
-    params.filename = str(saved)
-    compat.callbacks().call("image_saved", params)
+    saved = services.image_store.save(image, kind=kind, seed=seed, prompt=prompt or "", infotext=text,
+                                      fmt=extension, filename_pattern=pattern, save_to_dirs=save_to_dirs, context=p)
     return str(saved), None

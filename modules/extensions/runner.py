@@ -36,6 +36,7 @@ class ScriptError:
     where: str  # file, or "Title.method"
     message: str
     traceback: str = ""
+    incompatible: str | None = None  # the A1111 internal the extension needs, when that is why it failed
 
 
 @dataclass
@@ -69,9 +70,13 @@ def load_script_module(file: ScriptFile, errors: list[ScriptError]) -> ModuleTyp
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        from modules.extensions.incompatible import incompatibility
+
         sys.modules.pop(name, None)
-        message = f"{exc.__class__.__name__}: {exc}"
-        errors.append(ScriptError(file.owner, str(file.path), message, traceback.format_exc()))
+        refused = incompatibility(exc)
+        message = str(refused) if refused is not None else f"{exc.__class__.__name__}: {exc}"
+        errors.append(ScriptError(file.owner, str(file.path), message, traceback.format_exc(),
+                                  refused.module if refused is not None else None))
         log.error("extension %s: script %s failed to load: %s", file.owner, file.path.name, message)
         return None
     finally:
@@ -84,10 +89,12 @@ def load_script_module(file: ScriptFile, errors: list[ScriptError]) -> ModuleTyp
 
 
 def script_classes(module: ModuleType, file: ScriptFile) -> list[LoadedScriptClass]:
+    """Every ``Script`` subclass in the module's namespace, as A1111 registers them: defined there or imported
+    from a helper module. Bases that never define ``title()`` are skipped (they are not scripts)."""
     found = []
     for value in list(vars(module).values()):
-        if isinstance(value, type) and issubclass(value, Script) and value.__module__ == module.__name__ \
-                and not getattr(value, "setup_for_ui_only", False) and value is not Script:
+        if isinstance(value, type) and issubclass(value, Script) and value is not Script \
+                and not getattr(value, "setup_for_ui_only", False) and value.title is not Script.title:
             found.append(LoadedScriptClass(value, file, module))
     return found
 
@@ -334,9 +341,16 @@ class RunScriptHooks:
 
 
 def classes_from_files(files: Iterable[ScriptFile], errors: list[ScriptError]) -> list[LoadedScriptClass]:
+    """The script classes of ``files``; a class two files share (one imports it from the other, or both from a
+    helper module) is registered once, for the first file that has it."""
     loaded: list[LoadedScriptClass] = []
+    seen: set[type] = set()
     for file in files:
         module = load_script_module(file, errors)
-        if module is not None:
-            loaded.extend(script_classes(module, file))
+        if module is None:
+            continue
+        for found in script_classes(module, file):
+            if found.cls not in seen:
+                seen.add(found.cls)
+                loaded.append(found)
     return loaded

@@ -212,7 +212,8 @@ class Processor:
         result = ProcessedResult(
             run=run, images=images, infotexts=infotexts, all_prompts=list(run.all_prompts),
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
-            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted)
+            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
+            describe=self.infotext)
         _call(hooks, "postprocess", run, result)
         return result
 
