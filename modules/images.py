@@ -163,3 +163,53 @@ def save_image(image: Image.Image, path: str | None, basename: str, seed: Any = 
     saved = services.image_store.save(image, kind=kind, seed=seed, prompt=prompt or "", infotext=text,
                                       fmt=extension, filename_pattern=pattern, save_to_dirs=save_to_dirs, context=p)
     return str(saved), None
+
+
+IGNORED_INFO_KEYS = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "exif", "loop", "background",
+                     "timestamp", "duration", "progressive", "progression", "icc_profile", "chromaticity",
+                     "photoshop"}
+
+
+def image_data(data: bytes) -> tuple[str | None, None]:
+    """The infotext stored in image bytes (A1111's ``(geninfo, None)``), or ``(text, None)`` for plain text."""
+    import io
+
+    try:
+        text, _ = read_infotext(Image.open(io.BytesIO(data)))
+        return text, None
+    except Exception:
+        pass
+    try:
+        return data.decode("utf8")[:20000], None
+    except UnicodeDecodeError:
+        return None, None
+
+
+def get_next_sequence_number(path: str, basename: str) -> int:
+    """The next ``NNNNN`` counter for files in ``path`` (A1111's numbering of saved images)."""
+    import os
+    import re
+
+    highest = -1
+    prefix = f"{basename}-" if basename else ""
+    if os.path.isdir(path):
+        for name in os.listdir(path):
+            if not name.startswith(prefix):
+                continue
+            match = re.match(r"(\d+)", name[len(prefix):])
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def save_image_with_geninfo(image: Image.Image, geninfo: str | None, filename: str,
+                            extension: str | None = None, existing_pnginfo: dict[str, Any] | None = None,
+                            pnginfo_section_name: str = "parameters") -> None:
+    """Write ``image`` to ``filename`` with ``geninfo`` embedded (PNG text, JPEG/WebP EXIF), as A1111 does."""
+    import os
+
+    from modules.processing.image_store import embed_infotext
+
+    fmt = (extension or os.path.splitext(filename)[1]).lstrip(".").lower() or "png"
+    with open(filename, "wb") as file:
+        file.write(embed_infotext(image, geninfo, fmt, 80))

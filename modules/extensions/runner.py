@@ -319,8 +319,24 @@ class RunScriptHooks:
 
     def before_process_batch(self, run: Any, batch_number: int, prompts: list[str], seeds: list[int],
                              subseeds: list[int]) -> None:
+        """Scripts' ``before_process_batch``, then (A1111's order) extension extra networks are activated for
+        the batch's prompts and scripts' ``after_extra_networks_activate`` runs."""
+        from modules import extra_networks
+
         self.runner.run_alwayson("before_process_batch", run, batch_number=batch_number, prompts=prompts,
                                  seeds=seeds, subseeds=subseeds)
+        data: dict[str, Any] = {}
+        if extra_networks.extra_network_registry and not run.disable_extra_networks:
+            _, data = extra_networks.parse_prompts(list(prompts))
+            data = {kind: params for kind, params in data.items() if kind not in ("lora", "lyco")}
+            extra_networks.activate(run, data)
+            run.extra_network_data.setdefault("extensions_activated", True)
+        self.runner.run_alwayson("after_extra_networks_activate", run, batch_number=batch_number, prompts=prompts,
+                                 seeds=seeds, subseeds=subseeds, extra_network_data=data)
+
+    def before_sampling(self, run: Any, x: Any, noise: Any, c: Any, uc: Any) -> None:
+        """A1111's ``process_before_every_sampling(p, x=, noise=, c=, uc=)``: before each sampling pass."""
+        self.runner.run_alwayson("process_before_every_sampling", run, x=x, noise=noise, c=c, uc=uc)
 
     def process_batch(self, run: Any, batch_number: int, prompts: list[str], seeds: list[int],
                       subseeds: list[int]) -> None:
@@ -338,6 +354,10 @@ class RunScriptHooks:
 
     def postprocess(self, run: Any, result: Any) -> None:
         self.runner.run_alwayson("postprocess", run, result)
+        if run.extra_network_data.pop("extensions_activated", False):
+            from modules import extra_networks
+
+            extra_networks.deactivate(run)
 
 
 def classes_from_files(files: Iterable[ScriptFile], errors: list[ScriptError]) -> list[LoadedScriptClass]:
