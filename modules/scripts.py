@@ -38,6 +38,11 @@ def __getattr__(name: str) -> Any:
         if service is None:
             return None
         return service.runner(name == "scripts_img2img")
+    if name in ("script_callbacks", "shared", "paths", "errors", "scripts_postprocessing", "script_loading",
+                "extensions"):
+        import importlib
+
+        return importlib.import_module(f"modules.{name}")  # A1111's modules.scripts imports these
     if name == "scripts_data":
         service = compat.extension_service("scripts")
         return [] if service is None else service.scripts(False) + service.scripts(True)

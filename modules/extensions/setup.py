@@ -64,7 +64,6 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
         allow_install=bool(settings.flags.allow_extension_install),
         launch_args=lambda: {**settings.flags.model_dump(mode="json", exclude={"auth", "api_auth"}),
                              **getattr(settings, "extension_flags", {})})
-    services.extensions["scripts"] = scripts
     scripts.load()
     # A1111 registers extension options when its UI builds; Easel does it here, so they exist (readable, listed
     # by /sdapi/v1/options, settable) with and without the browser UI.
@@ -74,6 +73,7 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
             scripts.setup_ui()
         except Exception:  # gradio missing or broken: scripts still run with the args given by requests
             log.exception("script argument defaults could not be read from their ui()")
+    services.extensions["scripts"] = scripts  # published once loaded: the API never sees a half-loaded one
     generation.customizers.append(scripts.customize)
     generation.executors.append(scripts.execute)
     if manager is not None and hasattr(manager, "on_model_loaded"):
