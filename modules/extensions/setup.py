@@ -68,6 +68,8 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
     # A1111 registers extension options when its UI builds; Easel does it here, so they exist (readable, listed
     # by /sdapi/v1/options, settable) with and without the browser UI.
     binding.callbacks.call("ui_settings")
+    if not settings.data_paths.config_file.exists():  # A1111 writes it at start-up; extensions read the file
+        settings.save()
     if build_ui_defaults:
         try:
             scripts.setup_ui()
