@@ -21,7 +21,7 @@ def installed_extensions(root: Path) -> list[Path]:
 
 def extension_rows(ctx: UiContext) -> list[list[Any]]:
     disabled = set(ctx.options.disabled_extensions)
-    scripts = ctx.services.extensions.get("scripts")
+    scripts = ctx.services.scripts
     status = {entry["name"]: entry for entry in scripts.extension_status()} if scripts is not None else {}
     rows = []
     for folder in installed_extensions(ctx.extensions_root()):

@@ -142,7 +142,7 @@ def test_a1111_modules_answer_from_services(server: RunningServer) -> None:
     weights = next(services.settings.model_paths.stable_diffusion.glob("tiny-sd/unet/*.safetensors"))
     assert hashes.sha256(str(weights)) == hashes.calculate_sha256(str(weights))
     pasted: list[Any] = []
-    services.extensions["callbacks"].add("infotext_pasted", lambda text, params: pasted.append(params["Steps"]))
+    services.callbacks.add("infotext_pasted", lambda text, params: pasted.append(params["Steps"]))
     parsed = parse_generation_parameters("a cat\nSteps: 12, Sampler: Euler, Seed: 3, Size: 64x64")
     assert parsed["Prompt"] == "a cat" and parsed["Size-1"] == 64 and pasted == [12]
 
@@ -169,7 +169,7 @@ def test_app_started_route_beside_mounted_ui(tmp_path: Path) -> None:
 
     registry = CallbackRegistry()
     registry.add("app_started", add_route)
-    services: Any = type("S", (), {"extensions": {"callbacks": registry}})()
+    services: Any = type("S", (), {"callbacks": registry})()
     app_started(services, app)
     assert seen == [demo]
     with TestClient(app) as client:
@@ -184,7 +184,7 @@ def test_script_unloaded_and_before_reload_on_stop() -> None:
     order: list[str] = []
     registry.add("before_reload", lambda: order.append("before_reload"))
     registry.add("script_unloaded", lambda: order.append("script_unloaded"))
-    services: Any = type("S", (), {"extensions": {"callbacks": registry}})()
+    services: Any = type("S", (), {"callbacks": registry})()
     stop(services, restarting=True)
     stop(services)
     assert order == ["before_reload", "script_unloaded", "script_unloaded"]
