@@ -76,6 +76,17 @@ class AfterCFGCallbackParams:
 
 
 @dataclass
+class BeforeTokenCounterParams:
+    """A1111's ``BeforeTokenCounterParams``: ``before_token_counter`` callbacks may rewrite ``prompt`` (e.g. strip
+    their own syntax) before the UI counts its tokens."""
+
+    prompt: str
+    steps: int
+    styles: list[str]
+    is_positive: bool = True
+
+
+@dataclass
 class ImageGridLoopParams:
     imgs: list[Any]
     cols: int

@@ -116,6 +116,31 @@ def test_helper_module_script_and_save_callbacks(server: RunningServer, http: ht
     assert "A1111 style: hello" in parameters
     assert record["seen"]["checkpoint"].startswith("tiny-sd")  # p.sd_model.sd_checkpoint_info.title
     assert "A1111 style: hello" in record["seen"]["infotext"]  # Processed.infotext(p, 0)
+    import base64
+
+    info = http.post("/sdapi/v1/png-info", json={"image": base64.b64encode(path.read_bytes()).decode()}).json()
+    assert info["parameters"]["Pasted-by"] == "a1111style"  # infotext_pasted ran on the parsed parameters
+    assert info["parameters"]["Seed"] == 7
+
+
+def test_before_token_counter_changes_what_is_counted(server: RunningServer) -> None:
+    from modules.ui.context import UiContext
+
+    ctx = UiContext(server.services)
+    plain, _ = ctx.token_count("a red circle {and|or} a blue square")
+    seen: list[Any] = []
+
+    def strip_braces(params: Any) -> None:
+        seen.append((params.prompt, params.is_positive))
+        params.prompt = params.prompt.split("{")[0]
+
+    server.services.callbacks.add("before_token_counter", strip_braces)
+    try:
+        stripped, _ = ctx.token_count("a red circle {and|or} a blue square", is_positive=False)
+    finally:
+        server.services.callbacks.remove_function(strip_braces)
+    assert seen == [("a red circle {and|or} a blue square", False)]
+    assert 0 < stripped < plain
 
 
 def test_ldm_extension_listed_as_incompatible(server: RunningServer, http: httpx.Client) -> None:
