@@ -19,9 +19,10 @@ from modules.extensions.script_api import (
     ScriptBuiltinUI,
 )
 from modules.processing.processor import ImageHolder as PostprocessImageArgs
+from modules.processing.processor import SampledLatents as PostSampleArgs
 
-__all__ = ["AlwaysVisible", "OnComponent", "PostprocessBatchListArgs", "PostprocessImageArgs", "Script",
-           "ScriptBuiltinUI", "ScriptRunner", "basedir"]
+__all__ = ["AlwaysVisible", "OnComponent", "PostSampleArgs", "PostprocessBatchListArgs", "PostprocessImageArgs",
+           "Script", "ScriptBuiltinUI", "ScriptRunner", "basedir"]
 
 
 def basedir() -> str:

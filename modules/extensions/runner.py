@@ -352,6 +352,15 @@ class RunScriptHooks:
     def postprocess_image(self, run: Any, image: Any) -> None:
         self.runner.run_alwayson("postprocess_image", run, image)
 
+    def postprocess_image_after_composite(self, run: Any, image: Any) -> None:
+        self.runner.run_alwayson("postprocess_image_after_composite", run, image)
+
+    def before_hr(self, run: Any) -> None:
+        self.runner.run_alwayson("before_hr", run)
+
+    def post_sample(self, run: Any, samples: Any) -> None:
+        self.runner.run_alwayson("post_sample", run, samples)
+
     def postprocess(self, run: Any, result: Any) -> None:
         self.runner.run_alwayson("postprocess", run, result)
         if run.extra_network_data.pop("extensions_activated", False):

@@ -144,6 +144,10 @@ class FirstPass:
 def second_pass(first: FirstPass) -> tuple[torch.Tensor, LoadedModel, list[str]]:
     """Return the second pass's latents, the model that made them (decode with its VAE) and warnings."""
     run = first.run
+    for hook in run.hooks:  # A1111's Script.before_hr(p)
+        before_hr = getattr(hook, "before_hr", None)
+        if before_hr is not None:
+            before_hr(run)
     annotate(run)
     upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
     first_images: list[Image.Image] = []

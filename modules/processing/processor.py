@@ -54,12 +54,28 @@ class ProcessingHooks(Protocol):
     def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
         """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
 
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
 
 @dataclass
 class ImageHolder:
     """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
 
     image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
 
 
 @dataclass
@@ -207,6 +223,7 @@ class Processor:
                 run.batch_index = offset
                 holder = ImageHolder(image)
                 _call(hooks, "postprocess_image", run, holder)
+                _call(hooks, "postprocess_image_after_composite", run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -284,6 +301,9 @@ class Processor:
                 negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
+        samples = SampledLatents(latents)
+        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back

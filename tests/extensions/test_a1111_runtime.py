@@ -123,6 +123,19 @@ def test_helper_module_script_and_save_callbacks(server: RunningServer, http: ht
     assert info["parameters"]["Seed"] == 7
 
 
+def test_hires_and_post_sample_hooks(server: RunningServer, http: httpx.Client) -> None:
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "width": 64, "height": 64, "steps": 2,
+                                                    "seed": 7, "enable_hr": True, "hr_scale": 2,
+                                                    "denoising_strength": 0.5, "hr_second_pass_steps": 2})
+    assert response.status_code == 200, response.text
+    seen = http.get("/a1111style/saved").json()["seen"]
+    pipe = server.services.manager.current.pipe
+    side = 128 // pipe.vae_scale_factor
+    assert seen["before_hr"] == 1
+    assert seen["post_sample"] == [1, pipe.vae.config.latent_channels, side, side]  # after the hires pass
+    assert seen["after_composite"] == [128, 128]
+
+
 def test_before_token_counter_changes_what_is_counted(server: RunningServer) -> None:
     from modules.ui.context import UiContext
 
