@@ -209,6 +209,7 @@ class UiContext:
             return self._jobs.get((session, tab))
 
     # -- extensions ------------------------------------------------------------------------------------------
-    @staticmethod
-    def extensions_root() -> Path:
-        return REPO_ROOT / "extensions"
+    def extensions_root(self) -> Path:
+        """The folder extensions were loaded from (``services.extension_roots``; ``extensions/`` by default)."""
+        roots = getattr(self.services, "extension_roots", None)
+        return Path(roots[0]) if roots else REPO_ROOT / "extensions"

@@ -164,6 +164,13 @@ def test_ldm_extension_listed_as_incompatible(server: RunningServer, http: httpx
     assert "needs_ldm" in status["needs_ldm"]["reason"] and "modules.sd_hijack" in status["needs_ldm"]["reason"]
     titles = http.get("/sdapi/v1/scripts").json()["txt2img"]
     assert "needs hijack" not in titles
+    from modules.ui.context import UiContext
+    from modules.ui.extensions_tab import extension_rows
+
+    ctx = UiContext(server.services)
+    states = {row[0]: row[1] for row in extension_rows(ctx)}
+    assert states["a1111style"] == "enabled"
+    assert states["needs_ldm"].startswith("incompatible: ") and "modules.sd_hijack" in states["needs_ldm"]
 
 
 def test_a1111_modules_answer_from_services(server: RunningServer) -> None:
