@@ -76,6 +76,9 @@ def apply_infotext(services: Services, params: GenerationParams) -> GenerationPa
     extras = options.model_extra or {}
     skip = extras.get("infotext_skip_pasting") or []
     parsed = parse_infotext(params.infotext)
+    callbacks = getattr(services, "callbacks", None)
+    if callbacks is not None:  # A1111's infotext_pasted: extensions may adjust what the pasted text sets
+        callbacks.call("infotext_pasted", params.infotext, parsed)
     fields, overrides = infotext_to_params(parsed, current_options=options.model_dump(),
                                            skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
     if extras.get("disable_weights_auto_swap", True):

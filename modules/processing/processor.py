@@ -54,12 +54,31 @@ class ProcessingHooks(Protocol):
 
     def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None: ...
 
+    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
+        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
+
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
 
 @dataclass
 class ImageHolder:
     """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
 
     image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
 
 
 @dataclass
@@ -218,6 +237,7 @@ class Processor:
                 run.batch_index = offset
                 holder = ImageHolder(image)
                 _call(hooks, "postprocess_image", run, holder)
+                _call(hooks, "postprocess_image_after_composite", run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -232,7 +252,8 @@ class Processor:
         result = ProcessedResult(
             run=run, images=images, infotexts=infotexts, all_prompts=list(run.all_prompts),
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
-            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted)
+            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
+            describe=self.infotext)
         _call(hooks, "postprocess", run, result)
         return result
 
@@ -278,6 +299,7 @@ class Processor:
         added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
+        _call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
@@ -293,6 +315,9 @@ class Processor:
                 negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
+        samples = SampledLatents(latents)
+        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back

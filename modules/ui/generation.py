@@ -203,13 +203,13 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
             tab.selected_state = gr.State(0)
 
     # -- small handlers ------------------------------------------------------------------------------------
-    def count(text: str | None) -> str:
-        tokens, limit = ctx.token_count(text or "")
+    def count(text: str | None, is_positive: bool = True) -> str:
+        tokens, limit = ctx.token_count(text or "", is_positive=is_positive)
         return f"<span class='easel-tokens'>{tokens}/{limit}</span>"
 
     f["prompt"].change(count, f["prompt"], prompt_tokens, show_progress="hidden", trigger_mode="always_last")
-    f["negative_prompt"].change(count, f["negative_prompt"], negative_tokens, show_progress="hidden",
-                                trigger_mode="always_last")
+    f["negative_prompt"].change(lambda text: count(text, is_positive=False), f["negative_prompt"], negative_tokens,
+                                show_progress="hidden", trigger_mode="always_last")
     swap.click(lambda w, h: (h, w), [f["width"], f["height"]], [f["width"], f["height"]], show_progress="hidden")
 
     def pick_preset(value: str | None) -> tuple[Any, Any]:
