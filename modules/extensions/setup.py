@@ -53,6 +53,12 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
         disabled=lambda: settings.options.disabled_extensions,
         allow_install=bool(settings.flags.allow_extension_install))
     services.extensions["scripts"] = scripts
+    try:  # extension modules build Gradio 3 UIs from import time on
+        from modules.extensions import gradio3
+
+        gradio3.install()
+    except ImportError:
+        log.info("gradio is not installed: extension UIs cannot be built")
     scripts.load()
     if build_ui_defaults:
         try:
