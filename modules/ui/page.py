@@ -43,13 +43,10 @@ class PageAssets:
     stylesheets: list[ClientFile] = field(default_factory=list)
 
 
-def _label(path: Path) -> str:
-    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name
-
-
-def _read(path: Path) -> ClientFile | None:
+def _read(path: Path, base: Path) -> ClientFile | None:
+    """``base``: the folder the label is relative to (the web UI root, or the folder holding the extension)."""
     try:
-        return ClientFile(_label(path), path, path.read_text(encoding="utf-8"))
+        return ClientFile(path.relative_to(base).as_posix(), path, path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("client file %s could not be read: %s", path, exc)
         return None
@@ -60,23 +57,24 @@ def collect_assets(extension_dirs: Iterable[Path], data_dir: Path | None = None)
     assets = PageAssets()
     folders = [JAVASCRIPT_DIR.parent, *extension_dirs]
     for folder in folders:
+        base = REPO_ROOT if folder == JAVASCRIPT_DIR.parent else folder.parent
         scripts_dir = folder / "javascript"
         if scripts_dir.is_dir():
             for path in sorted(scripts_dir.iterdir(), key=lambda p: p.name.lower()):
                 if not path.is_file():
                     continue
                 if path.suffix == ".js":
-                    found = _read(path)
+                    found = _read(path, base)
                     if found is not None:
                         assets.scripts.append(found)
                 elif path.suffix == ".mjs":
                     assets.modules.append(path)
         if folder != JAVASCRIPT_DIR.parent and (folder / "style.css").is_file():
-            css = _read(folder / "style.css")
+            css = _read(folder / "style.css", base)
             if css is not None:
                 assets.stylesheets.append(css)
     if data_dir is not None and (data_dir / "user.css").is_file():
-        css = _read(data_dir / "user.css")
+        css = _read(data_dir / "user.css", data_dir)
         if css is not None:
             assets.stylesheets.append(css)
     return assets
@@ -102,7 +100,7 @@ def head_html(assets: PageAssets, options: dict[str, Any]) -> str:
         parts.append(f'<script data-easel-source="{html.escape(script.label)}">\n{_script_safe(script.text)}\n'
                      "</script>")
     for module in assets.modules:
-        parts.append(f'<script type="module" src="file={quote(_label(module))}"></script>')
+        parts.append(f'<script type="module" src="file={quote(module.as_posix())}"></script>')
     return "\n".join(parts)
 
 
