@@ -148,6 +148,10 @@ def start_background(services: Services, app: Any, *, with_ui: bool) -> threadin
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+        if services.startup_error is None:
+            from modules.extensions.setup import app_started
+
+            app_started(services, app)
 
     thread = threading.Thread(target=work, name="easel-warmup", daemon=True)
     thread.start()
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.load(arguments, os.environ)
+    settings = Settings.load(arguments, os.environ, extend_parser=extension_flags(arguments))
     for warning in settings.load_warnings:
         log.warning(warning)
     services = build_services(settings)
@@ -183,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.run()
     finally:
+        from modules.extensions.setup import stop as stop_extensions
+
+        stop_extensions(services, restarting=bool(services.extensions.get("restart_requested")))
         services.queue.stop()
         services.job_store.close()
     if services.extensions.get("restart_requested"):
@@ -191,6 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os.execv(command[0], command)  # same PID; the port and the queue's file lock were released above
     return 0
+
+
+def extension_flags(arguments: Sequence[str]) -> Callable[[Any], None]:
+    """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
+
+    def extend(parser: Any) -> None:
+        from modules.core.paths import REPO_ROOT
+        from modules.extensions.preload import preload_extensions
+
+        preload_extensions(parser, arguments, [REPO_ROOT / "extensions"])
+
+    return extend
 
 
 def restart_command() -> list[str]:

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,11 +105,26 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_cmd_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> CmdFlags:
     """Parse ``argv`` (unknown flags are an error naming them) and merge the environment and defaults."""
+    return parse_flags(argv, environ)[0]
+
+
+ParserExtension = Callable[[argparse.ArgumentParser], None]
+"""Adds flags to the parser before it parses (extensions' ``preload(parser)``)."""
+
+
+def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None,
+                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, Any]]:
+    """Easel's flags and the flags ``extend_parser`` declared (name -> value or its default), parsed together:
+    a flag neither declares is an error naming it."""
     parser = build_arg_parser()
+    own = {action.dest for action in parser._actions}
+    if extend_parser is not None:
+        extend_parser(parser)
     namespace, unknown = parser.parse_known_args(list(argv or []))
     if unknown:
         raise SystemExit(f"easel: unknown flag(s): {' '.join(unknown)} (see --help for the list)")
     given = vars(namespace)
+    extension_flags = {name: given.pop(name) for name in list(given) if name not in own}
     if environ is not None:
         env_values = {
             name: environ[f"EASEL_{name.upper()}"]
@@ -117,8 +132,8 @@ def parse_cmd_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | Non
             if f"EASEL_{name.upper()}" in environ and name not in given
         }
         given = {**env_values, **given}
-        return CmdFlags.model_validate(given)
-    return CmdFlags(**given)
+        return CmdFlags.model_validate(given), extension_flags
+    return CmdFlags(**given), extension_flags
 
 
 class Options(BaseModel):
@@ -252,35 +267,50 @@ def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Opt
 class Settings:
     """Flags + options + where they live. Options changes are saved atomically under a lock."""
 
-    def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None) -> None:
+    def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None,
+                 extension_flags: Mapping[str, Any] | None = None) -> None:
         self.flags = flags
         self._options = options
         self._lock = threading.Lock()
         self.data_paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
         self.model_paths = ModelPaths(Path(flags.models_dir).expanduser().resolve())
         self.load_warnings: list[str] = list(load_warnings or [])
+        # Layers above core (the extension options registry) plug in here: checks see the changes before they are
+        # validated (and may raise a UserInputError naming the key); listeners see (before, after) once stored.
+        self.option_checks: list[Callable[[Mapping[str, Any]], None]] = []
+        self.option_listeners: list[Callable[[Mapping[str, Any], Mapping[str, Any]], None]] = []
+        # Flags that extensions declare in their preload.py (A1111's ``preload(parser)``), parsed with Easel's.
+        self.extension_flags: dict[str, Any] = dict(extension_flags or {})
 
     @property
     def options(self) -> Options:
         return self._options
 
     @classmethod
-    def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-        flags = parse_cmd_flags(argv, environ)
+    def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
+             extend_parser: ParserExtension | None = None) -> Settings:
+        flags, extension_flags = parse_flags(argv, environ, extend_parser)
         paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
         options, warnings = load_options(paths.config_file)
         if flags.ckpt:
             options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
-        return cls(flags, options, warnings)
+        return cls(flags, options, warnings, extension_flags)
 
     def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
         """Validate and apply ``changes``; persist them atomically when ``save``."""
+        for check in self.option_checks:
+            check(changes)
         with self._lock:
-            updated = validate_option_changes(self._options, changes)
+            before = self._options
+            updated = validate_option_changes(before, changes)
             self._options = updated
             if save:
                 self.save()
-            return updated
+        if self.option_listeners:
+            old, new = before.model_dump(), updated.model_dump()
+            for listener in self.option_listeners:
+                listener(old, new)
+        return updated
 
     def save(self) -> None:
         atomic_write_json(self.data_paths.config_file, self._options.model_dump(mode="json"))

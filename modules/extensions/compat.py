@@ -22,8 +22,7 @@ from modules.extensions.callbacks import CallbackRegistry
 class Binding:
     services: Any = None
     callbacks: CallbackRegistry = field(default_factory=CallbackRegistry)
-    option_infos: dict[str, Any] = field(default_factory=dict)  # key -> shared.OptionInfo (extension settings)
-    onchange: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+    options: Any = None  # modules.extensions.options.ExtensionOptions of the bound settings
     current_basedir: Path | None = None
     state_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -39,10 +38,15 @@ def bind(services: Any) -> Binding:
     Binding other services starts over (callbacks, extension options): they belonged to the previous ones.
     """
     if _BINDING.services is not services:
+        from modules.extensions.options import ExtensionOptions
+
         _BINDING.callbacks = CallbackRegistry()
-        _BINDING.option_infos = {}
-        _BINDING.onchange = {}
         _BINDING.state_overrides = {}
+        _BINDING.options = ExtensionOptions(services.settings)
+        settings = services.settings
+        if hasattr(settings, "option_checks"):
+            settings.option_checks.append(_BINDING.options.check)
+            settings.option_listeners.append(_BINDING.options.changed)
     _BINDING.services = services
     return _BINDING
 
@@ -59,6 +63,13 @@ def bound() -> Any:
 
 def callbacks() -> CallbackRegistry:
     return _BINDING.callbacks
+
+
+def options() -> Any:
+    """The :class:`~modules.extensions.options.ExtensionOptions` registry of the bound settings."""
+    if _BINDING.options is None:
+        raise RuntimeError("the A1111 compatibility layer is not bound yet (Easel is still starting)")
+    return _BINDING.options
 
 
 @contextmanager

@@ -25,9 +25,19 @@ log = logging.getLogger(__name__)
 def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
             extension_roots: Sequence[Path] | None = None, build_ui_defaults: bool = True) -> None:
     """Bind the façade, load scripts and extensions, and hook prompt features into generation."""
+    from modules.extensions.callbacks import ImageSaveCallbacks
+    from modules.extensions.incompatible import install_guard
+    from modules.shared import OptionInfo
+
     settings = services.settings
     binding = compat.bind(services)
     services.extensions["callbacks"] = binding.callbacks
+    services.extensions["options"] = binding.options
+    binding.options.register_a1111_defaults(OptionInfo)
+    roots = list(extension_roots if extension_roots is not None else [REPO_ROOT / "extensions"])
+    install_guard(roots)
+    if not any(isinstance(listener, ImageSaveCallbacks) for listener in services.image_store.listeners):
+        services.image_store.listeners.append(ImageSaveCallbacks(compat.callbacks))
 
     styles = StylesService(settings.data_paths.styles_file)
     manager = services.manager
@@ -49,9 +59,11 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
 
     scripts = ScriptsService(
         builtin_dirs=list(builtin_dirs if builtin_dirs is not None else [REPO_ROOT / "scripts"]),
-        extension_roots=list(extension_roots if extension_roots is not None else [REPO_ROOT / "extensions"]),
+        extension_roots=roots,
         disabled=lambda: settings.options.disabled_extensions,
-        allow_install=bool(settings.flags.allow_extension_install))
+        allow_install=bool(settings.flags.allow_extension_install),
+        launch_args=lambda: {**settings.flags.model_dump(mode="json", exclude={"auth", "api_auth"}),
+                             **getattr(settings, "extension_flags", {})})
     services.extensions["scripts"] = scripts
     try:  # extension modules build Gradio 3 UIs from import time on
         from modules.extensions import gradio3
@@ -60,6 +72,9 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
     except ImportError:
         log.info("gradio is not installed: extension UIs cannot be built")
     scripts.load()
+    # A1111 registers extension options when its UI builds; Easel does it here, so they exist (readable, listed
+    # by /sdapi/v1/options, settable) with and without the browser UI.
+    binding.callbacks.call("ui_settings")
     if build_ui_defaults:
         try:
             scripts.setup_ui()
@@ -69,3 +84,46 @@ def install(services: Any, *, builtin_dirs: Sequence[Path] | None = None,
     generation.executors.append(scripts.execute)
     if manager is not None and hasattr(manager, "on_model_loaded"):
         manager.on_model_loaded(lambda model: binding.callbacks.call("model_loaded", model.pipe))
+
+
+def _gradio_blocks(app: Any) -> Any:
+    from starlette.routing import Mount
+
+    for route in app.router.routes:
+        if isinstance(route, Mount) and route.path in ("", "/"):
+            inner = getattr(route.app, "gradio_app", route.app)
+            get_blocks = getattr(inner, "get_blocks", None)
+            if callable(get_blocks):
+                return get_blocks()
+    return None
+
+
+def _keep_ui_mount_last(app: Any) -> None:
+    """Routes added after the UI was mounted at ``/`` would be shadowed by it: the mount goes back to the end."""
+    from starlette.routing import Mount
+
+    routes = app.router.routes
+    root_mounts = [route for route in routes if isinstance(route, Mount) and route.path in ("", "/")]
+    if root_mounts:
+        routes[:] = [route for route in routes if route not in root_mounts] + root_mounts
+
+
+def app_started(services: Any, app: Any) -> None:
+    """A1111's ``app_started(demo, app)``: once the API (and, without ``--nowebui``, the UI) is mounted on the
+    real FastAPI app; ``demo`` is the UI's ``gr.Blocks`` or None. Routes the callbacks add answer at once."""
+    registry = services.extensions.get("callbacks")
+    if registry is None:
+        return
+    demo = _gradio_blocks(app)
+    registry.call("app_started", demo, app)
+    _keep_ui_mount_last(app)
+
+
+def stop(services: Any, *, restarting: bool = False) -> None:
+    """Shutdown: A1111's ``before_reload`` (on a restart) and ``script_unloaded`` callbacks."""
+    registry = services.extensions.get("callbacks")
+    if registry is None:
+        return
+    if restarting:
+        registry.call("before_reload")
+    registry.call("script_unloaded")

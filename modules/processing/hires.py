@@ -175,6 +175,7 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
     guidance = engine.do_cfg(unet, run.cfg_scale)
     extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, size.width, size.height, len(first.indices),
                                               guidance, second_pass=True))
+    core._call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
     request = DenoiseRequest(
         latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
         generators=generators, eta=run.eta, added_time_ids=added_time_ids, unet_kwargs=extras,

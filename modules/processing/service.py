@@ -135,7 +135,8 @@ class GenerationService:
             extra={"steps": run.steps, "cfg": run.cfg_scale, "width": run.width, "height": run.height,
                    "sampler": run.sampler_name, "model_name": run.sd_model_name, "model_hash": run.sd_model_hash,
                    "job_timestamp": run.job_timestamp, "all_seeds": run.all_seeds,
-                   "batch_number": run.batch_index, "generation_number": request.index})
+                   "batch_number": run.batch_index, "generation_number": request.index},
+            context=run)
         return str(path)
 
     def store_result(self, job_id: str, result: ProcessedResult) -> dict[str, Any]:

@@ -7,9 +7,10 @@ Points and arguments follow A1111 v1.10:
   ``label``...). While a generation tab is built, the scripts of that tab get the same calls
   (``Script.before_component`` / ``after_component`` and ``on_before_component(..., elem_id=)`` hooks). Each
   component also gets A1111's ``gradio-<kind>`` class, which extension CSS and JavaScript select on.
-- ``before_ui`` fires once, before the UI is built; ``ui_settings`` then registers extension options (through
-  ``shared.opts.add_option``); ``ui_tabs`` returns ``(blocks, title, elem_id)`` tuples, each rendered as a
-  tab ``#tab_<elem_id>`` after Easel's own tabs and before Settings.
+- ``before_ui`` fires once, before the UI is built (``ui_settings`` already ran at start-up, so extension
+  options exist without the UI too, and the Settings page shows them); ``ui_tabs`` returns
+  ``(blocks, title, elem_id)`` tuples, each rendered as a tab ``#tab_<elem_id>`` after Easel's own tabs and
+  before Settings.
 """
 
 from __future__ import annotations
@@ -175,10 +176,22 @@ def _component_for(gr: Any, key: str, info: Any, value: Any) -> Any:
     return component(label=info.label or key, value=value, elem_id=elem_id, **args)
 
 
+def extension_option_infos() -> dict[str, Any]:
+    """The options extensions registered (``shared.opts.add_option``), without A1111's own keys that Easel
+    registers for API clients only (they change nothing in Easel, so the Settings page does not offer them)."""
+    from modules.extensions.options import A1111_SECTION
+
+    try:
+        infos = compat.options().infos()
+    except RuntimeError:  # not bound: no extensions were loaded
+        return {}
+    return {key: info for key, info in infos.items() if getattr(info, "section", None) != A1111_SECTION}
+
+
 def build_extension_settings(gr: Any, opts_get: Any) -> ExtensionSettings:
     """Accordions of the options extensions registered, grouped by their A1111 section (``settings_<id>``)."""
     settings = ExtensionSettings()
-    infos = compat.binding().option_infos
+    infos = extension_option_infos()
     sections: dict[tuple[str, str], list[tuple[str, Any]]] = {}
     for key, info in infos.items():
         sections.setdefault(_section_of(info), []).append((key, info))
@@ -200,14 +213,20 @@ def build_extension_settings(gr: Any, opts_get: Any) -> ExtensionSettings:
 
 
 def extension_option_default(key: str) -> Any:
-    info = compat.binding().option_infos.get(key)
-    return getattr(info, "default", None)
+    try:
+        return compat.options().default(key)
+    except RuntimeError:
+        return None
 
 
 def option_values(options: Any) -> dict[str, Any]:
-    """Every option the browser's ``opts`` holds: Easel's, plus extension options at their value or default."""
+    """Every option the browser's ``opts`` holds: Easel's, plus registered options at their value or default."""
     values: dict[str, Any] = options.model_dump(mode="json")
-    for key, info in compat.binding().option_infos.items():
+    try:
+        infos = compat.options().infos()
+    except RuntimeError:
+        infos = {}
+    for key, info in infos.items():
         if key not in values and not getattr(info, "do_not_save", False):
             values[key] = info.default
     return values

@@ -71,7 +71,6 @@ def build_blocks(services: Any) -> Any:
     install_component_hooks()
     registry = compat.callbacks()
     registry.call("before_ui")
-    register_extension_settings()
     ext_tabs = extension_tabs()
     with gr.Blocks(title="Easel", analytics_enabled=False) as blocks:
         quick = build_quicksettings(ctx)
@@ -149,19 +148,6 @@ def build_blocks(services: Any) -> Any:
         publish_options(ctx, [settings_page.applied, *quick.changed])
     blocks.queue(default_concurrency_limit=4)
     return blocks
-
-
-_SETTINGS_REGISTERED: set[int] = set()
-
-
-def register_extension_settings() -> None:
-    """Run the ``ui_settings`` callbacks once per callback registry (they add options through ``shared.opts``)."""
-    from modules.extensions import compat
-
-    registry = compat.callbacks()
-    if id(registry) not in _SETTINGS_REGISTERED:
-        _SETTINGS_REGISTERED.add(id(registry))
-        registry.call("ui_settings")
 
 
 def publish_options(ctx: Any, changes: list[Any]) -> None:
