@@ -86,6 +86,16 @@ def test_extension_ui_in_the_browser(extension_server: RunningServer, browser: A
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        walk_extension_ui(extension_server, page, errors)
+    except Exception:
+        shot(page, "ext-failure")
+        raise
+    finally:
+        page.close()
+
+
+def walk_extension_ui(extension_server: RunningServer, page: Any, errors: list[str]) -> None:
     page.goto(extension_server.url + "/")
     page.wait_for_function("window.__fixture && window.__fixture.loadedCalls === 1")
 
@@ -140,7 +150,6 @@ def test_extension_ui_in_the_browser(extension_server: RunningServer, browser: A
     page.locator("#fixture_greet").click()
     page.wait_for_function("document.querySelector('#fixture_result textarea').value === 'HOWDY, WORLD!'")
     assert errors == []
-    page.close()
 
 
 def shot(page: Any, name: str) -> None:
