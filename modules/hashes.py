@@ -19,7 +19,7 @@ def calculate_sha256(filename: str) -> str:
 
 
 def _cache() -> Any:
-    return compat.bound().catalog.hashes
+    return compat.facade().catalog.hashes
 
 
 def sha256_from_cache(filename: str, title: str = "", use_addnet_hash: bool = False) -> str | None:

@@ -9,7 +9,7 @@ from modules.extensions import compat
 
 
 def is_needed(sd_model: Any = None) -> bool:
-    flags = compat.bound().settings.flags
+    flags = compat.facade().settings.flags
     return bool(flags.lowvram or flags.medvram)
 
 

@@ -27,7 +27,7 @@ class _ModelData:
     def get_sd_model(self) -> Any:
         model = current_model_view()
         if model is None:
-            services = compat.bound()
+            services = compat.facade()
             services.manager.ensure_loaded(services.settings.options.sd_model_checkpoint)
             model = current_model_view()
         return model
@@ -45,7 +45,7 @@ model_data = _ModelData()
 
 
 def list_models() -> None:
-    compat.bound().catalog.refresh()
+    compat.facade().catalog.refresh()
 
 
 def checkpoint_tiles(use_short: bool = False) -> list[str]:
@@ -53,17 +53,17 @@ def checkpoint_tiles(use_short: bool = False) -> list[str]:
 
 
 def get_closet_checkpoint_match(search_string: str) -> A1111CheckpointInfo | None:
-    entry = compat.bound().catalog.find(search_string) if search_string else None
+    entry = compat.facade().catalog.find(search_string) if search_string else None
     if entry is None and search_string:
         lowered = search_string.lower()
-        matches = sorted((e for e in compat.bound().catalog.entries if lowered in e.title.lower()),
+        matches = sorted((e for e in compat.facade().catalog.entries if lowered in e.title.lower()),
                          key=lambda e: len(e.title))
         entry = matches[0] if matches else None
     return A1111CheckpointInfo(entry) if entry is not None else None
 
 
 def select_checkpoint() -> A1111CheckpointInfo | None:
-    services = compat.bound()
+    services = compat.facade()
     current = services.manager.current if services.manager is not None else None
     if current is not None:
         return A1111CheckpointInfo(current.info)
@@ -89,7 +89,7 @@ def model_hash(filename: str) -> str:
 
 def reload_model_weights(sd_model: Any = None, info: Any = None, forced_reload: bool = False) -> Any:
     """Load ``info`` (a CheckpointInfo or title) or the configured checkpoint through the model manager."""
-    services = compat.bound()
+    services = compat.facade()
     target = getattr(info, "title", info) or services.settings.options.sd_model_checkpoint
     if forced_reload:
         services.manager.reload()
@@ -103,7 +103,7 @@ def load_model(checkpoint_info: Any = None, already_loaded_state_dict: Any = Non
 
 
 def unload_model_weights(sd_model: Any = None, info: Any = None) -> None:
-    compat.bound().manager.unload()
+    compat.facade().manager.unload()
 
 
 def send_model_to_cpu(m: Any) -> None:

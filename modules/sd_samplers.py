@@ -26,14 +26,14 @@ def find_sampler_config(name: str | None) -> Any:
 
 
 def visible_sampler_names() -> list[str]:
-    hidden = set(compat.bound().settings.options.model_dump().get("hide_samplers") or [])
+    hidden = set(compat.facade().settings.options.model_dump().get("hide_samplers") or [])
     return [data.name for data in sampler_data() if data.name not in hidden]
 
 
 def get_sampler_and_scheduler(sampler_name: str | None, scheduler_name: str | None, *,
                               convert_automatic: bool = True) -> tuple[str, str]:
     """A1111 splits "DPM++ 2M Karras" into ("DPM++ 2M", "Karras"); Easel's registry does the same."""
-    sampler, schedule = compat.bound().samplers.split_sampler_and_schedule(sampler_name, scheduler_name)
+    sampler, schedule = compat.facade().samplers.split_sampler_and_schedule(sampler_name, scheduler_name)
     return sampler, schedule
 
 

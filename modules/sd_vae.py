@@ -13,7 +13,7 @@ VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 
 
 def _vae_files() -> dict[str, str]:
-    folder = Path(compat.bound().settings.model_paths.vae)
+    folder = Path(compat.facade().settings.model_paths.vae)
     found: dict[str, str] = {}
     if folder.is_dir():
         for path in sorted(folder.rglob("*")):
@@ -40,7 +40,7 @@ def reload_vae_weights(sd_model: Any = None, vae_file: Any = unspecified) -> Any
     """Select ``vae_file`` (a path or name; None = the checkpoint's own): Easel applies it from the next job."""
     if vae_file is not unspecified:
         name = "None" if vae_file is None else Path(str(vae_file)).name
-        compat.bound().settings.update_options({"sd_vae": name})
+        compat.facade().settings.update_options({"sd_vae": name})
     from modules.extensions.a1111_models import current_model_view
 
     return current_model_view()
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
     if name == "vae_dict":
         return _vae_files()
     if name in ("loaded_vae_file", "base_vae"):
-        selected = compat.bound().settings.options.sd_vae
+        selected = compat.facade().settings.options.sd_vae
         return _vae_files().get(selected) if selected not in ("Automatic", "None") else None
     if name == "checkpoint_info":
         from modules.sd_models import select_checkpoint

@@ -14,7 +14,7 @@ def list_checkpoint_tiles(use_short: bool = False) -> list[str]:
 
 
 def refresh_checkpoints() -> None:
-    compat.bound().catalog.refresh()
+    compat.facade().catalog.refresh()
 
 
 def sd_vae_items() -> list[str]:

@@ -23,7 +23,7 @@ def encode_pil_to_base64(image: Image.Image) -> str:
 def validate_sampler_name(name: str) -> str:
     from modules.extensions import compat
 
-    return str(compat.bound().samplers.get(name).name)
+    return str(compat.facade().samplers.get(name).name)
 
 
 def script_name_to_index(name: str, scripts: Any) -> int:

@@ -51,7 +51,7 @@ class A1111Extension:
 
 
 def _all() -> list[A1111Extension]:
-    service = compat.extension_service("scripts")
+    service = compat.bound().scripts
     if service is None:
         return []
     statuses = {entry["name"]: entry for entry in service.extension_status()}

@@ -56,7 +56,7 @@ class A1111CheckpointInfo:
         return ids
 
     def calculate_shorthash(self) -> str | None:
-        services = compat.bound()
+        services = compat.facade()
         services.catalog.ensure_hash(self.entry)
         return self.shorthash
 
@@ -134,7 +134,7 @@ class SdModelView:
 
 
 def current_model_view() -> SdModelView | None:
-    manager = compat.bound().manager
+    manager = compat.facade().manager
     current = manager.current if manager is not None else None
     return SdModelView(current) if current is not None else None
 
@@ -147,7 +147,7 @@ def model_view(loaded: Any) -> Any:
 
 
 def checkpoint_infos() -> list[A1111CheckpointInfo]:
-    return [A1111CheckpointInfo(entry) for entry in compat.bound().catalog.entries]
+    return [A1111CheckpointInfo(entry) for entry in compat.facade().catalog.entries]
 
 
 # -- samplers ------------------------------------------------------------------------------------------------
@@ -159,11 +159,11 @@ Scheduler = namedtuple("Scheduler", ["name", "label", "function", "default_rho",
 
 
 def sampler_data() -> list[Any]:
-    registry = compat.bound().samplers
+    registry = compat.facade().samplers
     return [SamplerData(spec.name, None, list(spec.aliases), dict(spec.overrides)) for spec in registry.samplers]
 
 
 def scheduler_data() -> list[Any]:
-    registry = compat.bound().samplers
+    registry = compat.facade().samplers
     return [Scheduler(schedule.name, schedule.label, None, -1, False, list(schedule.aliases))
             for schedule in registry.schedules]

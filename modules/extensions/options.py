@@ -7,7 +7,7 @@ Where things live, for every reader (the Settings page, ``/sdapi/v1/options``, `
   not stored yet stores its default (unsaved until the next save, as A1111 writes every option to
   ``config.json``), so ``GET /sdapi/v1/options`` lists it and ``shared.opts.<key>`` reads it.
 * **Descriptions** (label, section, UI component and its arguments, ``onchange``, ``restrict_api``...) are the
-  :class:`ExtensionOptions` below, reachable as ``services.extensions["options"]`` and, for extension code, as
+  :class:`ExtensionOptions` below, reachable as ``compat.options()`` and, for extension code, as
   ``shared.opts.data_labels``. ``infos()`` lists them in registration order; ``sections()`` groups them by
   A1111's ``section`` tuple ``(id, title)`` (``options_section``), the grouping A1111's Settings page shows.
 * **A1111's own option keys** that Easel's settings model does not declare are registered at start-up from

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,20 @@ CSS = """
 
 
 def extension_folders(services: Any) -> list[Path]:
-    """The enabled extensions' folders in load order (from the scripts service when it exists)."""
+    """The enabled extensions' folders in load order (as the scripts service found them)."""
     from modules.extensions.discovery import discover_extensions
 
-    scripts = (getattr(services, "extensions", None) or {}).get("scripts")
-    found = getattr(scripts, "extensions", None)
+    found = getattr(services.scripts, "extensions", None)
     if found is None:
-        roots = getattr(services, "extension_roots", None) or [REPO_ROOT / "extensions"]
-        found = discover_extensions(roots, services.settings.options.disabled_extensions)
+        found = discover_extensions(extension_roots(services), services.settings.options.disabled_extensions)
     return [extension.path for extension in found if extension.enabled]
 
 
 def extension_roots(services: Any) -> list[Path]:
-    scripts = (getattr(services, "extensions", None) or {}).get("scripts")
-    roots = getattr(scripts, "extension_roots", None) or getattr(services, "extension_roots", None)
-    return list(roots or [REPO_ROOT / "extensions"])
+    return list(services.extension_roots or [REPO_ROOT / "extensions"])
 
 
-def build_blocks(services: Any) -> Any:
+def build_blocks(services: Services) -> Any:
     """The whole page as a ``gr.Blocks`` (no server needed: also used by tests)."""
     import gradio as gr
 
@@ -193,14 +190,14 @@ def _remove_root_routes(app: Any) -> None:
                             if isinstance(route, Mount) or getattr(route, "path", None) != "/"]
 
 
-def register_runners(services: Any) -> None:
+def register_runners(services: Services) -> None:
     from modules.ui.models_tab import MODEL_LOAD_KIND, load_model_runner
 
     if MODEL_LOAD_KIND not in services.runners:
         services.register_runner(MODEL_LOAD_KIND, load_model_runner(services))
 
 
-def mount_ui(app: Any, services: Any) -> None:
+def mount_ui(app: Any, services: Services) -> None:
     """Build the Blocks and mount them at ``/`` of ``app`` (the FastAPI app that already serves the API)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
