@@ -14,12 +14,25 @@ var titles = {};
 var localization = window.localization || {};
 var uiCurrentTab = null;
 
+// Selectors written against Gradio 3's DOM, rewritten for Gradio 6's: a textbox's <textarea>/<input> used to be
+// a child of its <label>, and now sits one level deeper (label > .input-container > textarea).
+function easelGradio3Selector(selector) {
+  return typeof selector === "string" ? selector.replace(/>\s*label\s*>\s*(textarea|input)/g, "> label $1") : selector;
+}
+
 // The element that holds the app: A1111 extensions query everything through it.
 function gradioApp() {
   const apps = document.getElementsByTagName("gradio-app");
   const app = apps.length ? apps[0] : document;
-  if (app !== document && !app.getElementById) {
+  if (app !== document && !app.easelQueries) {
+    app.easelQueries = true;
     app.getElementById = function (id) { return document.getElementById(id); };
+    app.querySelector = function (selector) {
+      return Element.prototype.querySelector.call(this, easelGradio3Selector(selector));
+    };
+    app.querySelectorAll = function (selector) {
+      return Element.prototype.querySelectorAll.call(this, easelGradio3Selector(selector));
+    };
   }
   return app.shadowRoot ? app.shadowRoot : app;
 }
@@ -183,21 +196,25 @@ function onEdit(editId, elem, afterMs, func) {
 }
 
 // Options: the server writes the current values into the page; the Settings page and the quick-settings bar
-// hand the new values over after each change (modules/ui/page.py, modules/ui/settings_page.py).
+// hand the new values over after each change (modules/ui/page.py, modules/ui/mount.py). As in A1111, `opts`
+// stays empty until the UI has loaded (extension scripts wait for it to fill before they look for elements).
+var easelPendingOptions = {};
+
 function easelSetOptions(values) {
   if (typeof values === "string") {
     if (!values) return;
     try { values = JSON.parse(values); } catch (e) { console.error("options JSON unreadable", e); return; }
   }
   if (!values || typeof values !== "object") return;
+  if (!easelRuntime.optionsKnown) { Object.assign(easelPendingOptions, values); return; }
   Object.keys(values).forEach(function (key) { opts[key] = values[key]; });
-  if (!easelRuntime.optionsKnown) return;
   executeCallbacks(optionsChangedCallbacks);
 }
 
 function easelAnnounceOptions() {
-  if (easelRuntime.optionsKnown) return;
+  if (easelRuntime.optionsKnown || !easelRuntime.loaded) return;
   easelRuntime.optionsKnown = true;
+  Object.assign(opts, easelPendingOptions);
   executeCallbacks(optionsAvailableCallbacks);
   executeCallbacks(optionsChangedCallbacks);
 }
@@ -254,6 +271,7 @@ function easelUiLoaded() {
   easelRuntime.premounting = false;
   executeCallbacks(uiLoadedCallbacks);
   easelCheckTab();
+  if (!easelRuntime.afterUpdateTimer) easelRuntime.afterUpdateTimer = setTimeout(easelAfterUiUpdate, 200);
 }
 
 function easelCheckTab() {
@@ -291,12 +309,38 @@ async function easelMountAllTabs() {
   await easelWaitFor(function () { return get_uiCurrentTab() === first; }, 3000);
 }
 
+// Closed accordions keep their elements out of the page in Gradio 6 too: each is opened once and closed again
+// (nested ones appear when their parent opens, hence a few rounds).
+function easelUnmountedAccordions() {
+  return Array.from(gradioApp().querySelectorAll(".gradio-accordion > button.label-wrap")).filter(function (b) {
+    const content = b.parentElement.querySelector(":scope > [data-testid=accordion-content]");
+    return content && content.style.display === "none" && !content.querySelector(".block, input, textarea, button");
+  });
+}
+
+async function easelMountAccordions() {
+  for (let round = 0; round < 4; round++) {
+    const closed = easelUnmountedAccordions();
+    if (!closed.length) return;
+    closed.forEach(function (button) { button.click(); });
+    await easelWaitFor(function () {
+      return closed.every(function (b) {
+        const content = b.parentElement.querySelector(":scope > [data-testid=accordion-content]");
+        return content && content.style.display !== "none";
+      });
+    }, 3000);
+    await new Promise(function (resolve) { setTimeout(resolve, 50); });
+    closed.forEach(function (button) { button.click(); });
+  }
+}
+
 function easelCheckLoaded() {
   if (easelRuntime.loaded || easelRuntime.premounting) return;
   const app = gradioApp();
   if (!easelLoadedSentinels.every(function (selector) { return app.querySelector(selector); })) return;
   easelRuntime.premounting = true;
-  easelMountAllTabs().catch(function (error) { console.error("showing the tabs failed", error); })
+  easelMountAllTabs().then(easelMountAccordions)
+    .catch(function (error) { console.error("showing the tabs failed", error); })
     .then(easelUiLoaded);
 }
 

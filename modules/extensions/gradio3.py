@@ -230,6 +230,54 @@ def _no_stub_files_outside_gradio() -> None:
     component_meta.create_or_modify_pyi = create_or_modify_pyi
 
 
+@functools.lru_cache(maxsize=None)
+def config_class(cls: type) -> type:
+    """The class whose ``__init__`` parameters describe ``cls``'s props in the page config.
+
+    Gradio 6 reads a component's props from its class's ``__init__`` signature. A subclass written
+    ``def __init__(self, *args, **kwargs)`` (A1111's ``ToolButton(gr.Button)`` pattern, common in extensions)
+    has no named parameters, so its props would be empty and the browser could not draw it; the nearest base
+    with named parameters describes it instead.
+    """
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+        if any(parameter.kind in named for parameter in parameters):
+            return klass
+    return cls
+
+
+def _patch_config_of_star_args_subclasses() -> None:
+    """See :func:`config_class`; also, positional arguments of such a subclass reach its base unchanged (Gradio
+    6 wraps every component ``__init__`` to record its arguments, and that wrapper drops ``*args``)."""
+    import gradio.component_meta as component_meta
+    from gradio.blocks import Block
+
+    original_updateable = component_meta.updateable
+    if not getattr(original_updateable, "_easel_gradio3", False):
+        def updateable(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.getfullargspec(fn).varargs is not None:
+                return fn  # the base class's own wrapper records the arguments
+            return original_updateable(fn)
+
+        updateable._easel_gradio3 = True  # type: ignore[attr-defined]
+        component_meta.updateable = updateable
+
+    original = Block.get_config
+    if getattr(original, "_easel_gradio3", False):
+        return
+
+    @functools.wraps(original)
+    def get_config(self: Any, cls: type | None = None) -> dict[str, Any]:
+        return original(self, cls if cls is not None else config_class(type(self)))
+
+    get_config._easel_gradio3 = True  # type: ignore[attr-defined]
+    Block.get_config = get_config  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Add the Gradio 3 names and wrap the constructors and listeners (idempotent)."""
     global _INSTALLED
@@ -241,6 +289,7 @@ def install() -> None:
 
     _INSTALLED = True
     _no_stub_files_outside_gradio()
+    _patch_config_of_star_args_subclasses()
     if not hasattr(gr, "Box"):
         class Box(gr.Group):
             """Gradio 3's ``gr.Box`` (a bordered group): a ``gr.Group`` in Gradio 6."""
@@ -249,6 +298,9 @@ def install() -> None:
                 kwargs = {k: v for k, v in kwargs.items() if k in ("visible", "elem_id", "elem_classes", "render",
                                                                  "key", "preserved_by_key")}
                 super().__init__(*args, **kwargs)
+
+            def get_block_name(self) -> str:
+                return "group"  # the browser has no "box" component: it renders as the group it is
 
         gr.Box = Box  # type: ignore[attr-defined]
         gr.layouts.Box = Box  # type: ignore[attr-defined]

@@ -56,7 +56,23 @@ def test_gradio3_calls_from_extension_code_build(extension_module: Any) -> None:
     assert js == ["(v) => [v + '!']", "() => {}"]
     shown = next(fn for fn in demo.fns.values() if fn.js == "(v) => [v + '!']")
     assert shown.show_progress == "hidden"
-    assert any(isinstance(block, gr.Group) and block.elem_id == "box" for block in demo.blocks.values())
+    box = next(block for block in demo.blocks.values() if block.elem_id == "box")
+    assert isinstance(box, gr.Group) and box.get_block_name() == "group"  # a type the browser renders
+
+
+def test_star_args_subclass_keeps_its_props() -> None:
+    """A1111's ``class ToolButton(gr.Button): def __init__(self, *args, **kwargs)`` pattern still draws."""
+    gradio3.install()
+
+    class ToolButton(gr.Button):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, elem_classes=["tool"], **kwargs)
+
+    with gr.Blocks():
+        button = ToolButton("🔄", elem_id="refresh_x", variant="primary")
+    config = button.get_config()
+    assert (config["value"], config["elem_id"], config["variant"]) == ("🔄", "refresh_x", "primary")
+    assert config["elem_classes"] == ["tool"]
 
 
 def test_easel_code_keeps_gradio6_checks() -> None:
