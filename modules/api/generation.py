@@ -162,7 +162,8 @@ def result_paths(services: Any, job: Job) -> list[Path]:
     result = job.result or {}
     folder = services.settings.data_paths.job_results / job.id
     paths = []
-    for name in result.get("images") or []:
+    names = result.get("images")
+    for name in names if isinstance(names, list) else []:
         if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
             continue
         paths.append(folder / name)
