@@ -22,7 +22,6 @@ from modules.processing.image_store import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 
-PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
 
@@ -143,7 +142,6 @@ async def submit(services: Any, kind: str, params: GenerationParams, *, source: 
     """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
     the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
-    payload["_save_samples"] = bool(params.save_images)
     return await asyncio.to_thread(services.queue.submit, kind, payload, job_id=params.force_task_id, source=source,
                                    id_field="force_task_id")
 

@@ -62,6 +62,7 @@ from modules.api.schemas import JobList, JobSubmitted, JobView, WorkerList
 from modules.api.sdapi_v1 import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
 from modules.jobs import Job, JobEvent, JobStatus, JobSummary, validate_job_id
+from modules.processing.params import PARAMS_BY_KIND
 
 SOURCE = "api-v2"
 KEEPALIVE_SECONDS = 15.0
@@ -119,8 +120,8 @@ def _parse_submission(body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     else:
         params = {key: value for key, value in body.items() if key != "type"}
         kind, prefix = body.get("type") or "txt2img", ""
-    if kind not in generation.PARAMS_BY_TYPE:
-        raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(generation.PARAMS_BY_TYPE)}")
+    if kind not in PARAMS_BY_KIND:
+        raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
     return kind, params, prefix
 
 
@@ -154,7 +155,7 @@ def build_router(services: Any) -> APIRouter:
         """Queue a txt2img/img2img job; answers at once with its id (see the module doc for the body forms)."""
         kind, raw, prefix = _parse_submission(body)
         try:
-            params = generation.validate_params(generation.PARAMS_BY_TYPE[kind], raw)
+            params = generation.validate_params(PARAMS_BY_KIND[kind], raw)
             params = await generation.prepare(services, params)
         except UserInputError as exc:
             if prefix:
