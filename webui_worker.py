@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from modules.core.settings import CmdFlags, Options, Settings
-from modules.jobs import Job, JobContext, JsonObject
+from modules.jobs import Job, JobContext, RunnerResult
 from modules.processing.image_store import ImageStore
 from webui import Services, build_services, warm_up
 
@@ -78,9 +78,6 @@ class EaselWorkerRuntime:
         self.services: Services = build_services(self.settings)
         self.recorder = RecordingImageStore(self.settings.data_paths.outputs)
         self.services.image_store = self.recorder
-        from modules.api.runners import register_api_runners
-
-        self.services.warmup_hooks.append(register_api_runners)
         warm_up(self.services, load_model=False)
         if self.services.startup_error:
             raise RuntimeError(f"the worker could not start its processing core: {self.services.startup_error}")
@@ -109,8 +106,13 @@ class EaselWorkerRuntime:
         return (current.info.title,) if current is not None else ()
 
     def free_memory(self) -> int | None:
+        from modules.devices.select import Device
+
+        device = self.services.device
+        if not isinstance(device, Device):
+            return None
         try:
-            return int(self.services.device.memory_info().free)
+            return int(device.memory_info().free)
         except Exception:  # a backend that cannot tell
             return None
 
@@ -121,7 +123,7 @@ def accept_remote_result(services: Services) -> ray_workers.Accept:
 
     store_files = ray_workers.store_files(services.settings.data_paths.job_results)
 
-    def accept(job: Job, reply: ray_workers.RemoteReply) -> JsonObject | None:
+    def accept(job: Job, reply: ray_workers.RemoteReply) -> RunnerResult | None:
         result = store_files(job, reply)
         saves = reply.extra if isinstance(reply.extra, list) else []
         paths: dict[str, str] = {}

@@ -108,14 +108,15 @@ def combine_grid(grid: Grid) -> Image.Image:
 
 
 def upscale_with(name: str | None, image: Image.Image, scale: float) -> Image.Image:
-    """Upscale by ``scale`` with a registered upscaler (``services.extensions["upscalers"]``) or Lanczos/Nearest."""
+    """Upscale by ``scale`` with a registered upscaler (the upscaler service) or Lanczos/Nearest."""
     width, height = round(image.width * scale), round(image.height * scale)
     if name in (None, "", "None", "Lanczos"):
         return image.resize((width, height), LANCZOS)
     if name == "Nearest":
         return image.resize((width, height), NEAREST)
-    registry = compat.extension_service("upscalers")
-    if registry is None or not hasattr(registry, "upscale"):
+    services = compat.binding().services
+    registry = services.upscalers if services is not None else None
+    if registry is None:
         from modules.core.errors import UserInputError
 
         raise UserInputError("upscaler", f"upscaler {name!r} not found; available: None, Lanczos, Nearest")

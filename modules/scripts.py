@@ -34,11 +34,16 @@ def basedir() -> str:
 
 def __getattr__(name: str) -> Any:
     if name in ("scripts_txt2img", "scripts_img2img"):
-        service = compat.extension_service("scripts")
+        service = _scripts_service()
         if service is None:
             return None
         return service.runner(name == "scripts_img2img")
     if name == "scripts_data":
-        service = compat.extension_service("scripts")
+        service = _scripts_service()
         return [] if service is None else service.scripts(False) + service.scripts(True)
     raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")
+
+
+def _scripts_service() -> compat.ScriptRunners | None:
+    services = compat.binding().services
+    return services.scripts if services is not None else None

@@ -268,9 +268,10 @@ class _Upscaler:
 
 
 def _upscaler_names() -> list[str]:
-    registry = compat.extension_service("upscalers")
+    services = compat.binding().services
+    registry = services.upscalers if services is not None else None
     names = ["None", "Lanczos", "Nearest"]
-    if registry is not None and hasattr(registry, "names"):
+    if registry is not None:
         names.extend(name for name in registry.names() if name not in names)
     return names
 
@@ -281,10 +282,9 @@ def __getattr__(name: str) -> Any:
         current = services.manager.current if services.manager is not None else None
         return current.pipe if current is not None else None
     if name == "device":
-        device = getattr(services, "device", None)
-        return getattr(device, "torch_device", None) or getattr(device, "device", None) or "cpu"
+        return services.device.device if services.device is not None else "cpu"
     if name == "prompt_styles":
-        styles = compat.extension_service("styles")
+        styles = services.styles
         return styles.store if styles is not None else None
     if name == "sd_upscalers":
         return [_Upscaler(upscaler) for upscaler in _upscaler_names()]

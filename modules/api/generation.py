@@ -21,12 +21,13 @@ from modules.jobs import Job, JobStatus
 from modules.processing.image_store import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.services import Services
 
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
 
 
-async def wait_ready(services: Any, timeout: float = 300.0) -> None:
+async def wait_ready(services: Services, timeout: float = 300.0) -> None:
     """Await the warm-up without blocking the event loop or holding a worker thread (it polls an Event)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -46,7 +47,7 @@ def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin
         raise UserInputError(field, f"{origin}{first.get('msg', 'invalid value')}") from exc
 
 
-def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
+def apply_infotext(services: Services, params: GenerationParams) -> GenerationParams:
     """A1111's ``infotext`` request field: pasted parameters fill the fields the client did not set.
 
     Setting-type keys go to ``override_settings`` (the client's own overrides win). The checkpoint named in the
@@ -73,7 +74,8 @@ def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
     return validate_params(type(params), data, origin="(from infotext) ")
 
 
-def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, field: str, schedule_field: str) -> None:
+def _check_sampler(services: Services, sampler: str | None, scheduler: str | None, field: str,
+                   schedule_field: str) -> None:
     try:
         services.samplers.split_sampler_and_schedule(sampler, scheduler)
     except UserInputError as exc:
@@ -83,7 +85,7 @@ def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, fi
         raise
 
 
-def check_checkpoint(services: Any, name: str, field: str) -> None:
+def check_checkpoint(services: Services, name: str, field: str) -> None:
     """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
     catalog = services.catalog
     if catalog.find(name) is not None:
@@ -94,7 +96,7 @@ def check_checkpoint(services: Any, name: str, field: str) -> None:
         raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
 
 
-def check_override_settings(services: Any, overrides: dict[str, Any]) -> None:
+def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
     if not overrides:
         return
     try:
@@ -113,7 +115,7 @@ def _check_init_images(params: Img2ImgParams) -> None:
         decode_base64_image(params.mask, "mask")
 
 
-async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
+async def prepare(services: Services, params: GenerationParams) -> GenerationParams:
     """Fill, normalise and check a request; returns the params to submit (raises 4xx EaselErrors)."""
     params = apply_infotext(services, params)
     if params.sampler_name is None and isinstance(params.sampler_index, str) and params.sampler_index.strip():
@@ -132,13 +134,12 @@ async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
         if not params.init_images:
             raise NotFoundError("init_images: img2img needs at least one init image (base64)")
         await asyncio.to_thread(_check_init_images, params)
-    scripts = services.extensions.get("scripts")
-    if scripts is not None and hasattr(scripts, "validate"):
-        scripts.validate(params)
+    if services.scripts is not None:
+        services.scripts.validate(params)
     return params
 
 
-async def submit(services: Any, kind: str, params: GenerationParams, *, source: str) -> Job:
+async def submit(services: Services, kind: str, params: GenerationParams, *, source: str) -> Job:
     """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
     the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
@@ -155,7 +156,7 @@ def echo_parameters(params: GenerationParams) -> dict[str, Any]:
     return echoed
 
 
-def result_paths(services: Any, job: Job) -> list[Path]:
+def result_paths(services: Services, job: Job) -> list[Path]:
     """Files of a finished job's result (names listed in the result only; they live in ``jobs/<id>/``)."""
     result = job.result or {}
     folder = services.settings.data_paths.job_results / job.id

@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from modules.api.schemas import InternalProgressRequest, InternalProgressResponse
-from modules.api.sdapi_v1 import PreviewCache
+from modules.api.v1.progress import PreviewCache
 from modules.jobs import JobStatus
+from modules.services import Services
 
 
-def build_router(services: Any) -> APIRouter:
+def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/internal", tags=["internal (UI)"])
     queue = services.queue
     previews = PreviewCache()

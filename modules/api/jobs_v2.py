@@ -59,10 +59,11 @@ from fastapi.responses import FileResponse, StreamingResponse
 from modules.api import generation
 from modules.api.errors import error_response, job_error
 from modules.api.schemas import JobList, JobSubmitted, JobView, WorkerList
-from modules.api.sdapi_v1 import encode_preview
+from modules.api.v1.progress import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
 from modules.jobs import Job, JobEvent, JobStatus, JobSummary, validate_job_id
 from modules.processing.params import PARAMS_BY_KIND
+from modules.services import Services
 
 SOURCE = "api-v2"
 KEEPALIVE_SECONDS = 15.0
@@ -82,7 +83,7 @@ def _elide(value: Any) -> Any:
     return value
 
 
-def job_view(services: Any, job: Job, *, with_params: bool = False) -> dict[str, Any]:
+def job_view(services: Services, job: Job, *, with_params: bool = False) -> dict[str, Any]:
     failure = job_error(job.error, job.error_info) if job.error else None
     result = None
     if job.result is not None:
@@ -99,7 +100,7 @@ def job_view(services: Any, job: Job, *, with_params: bool = False) -> dict[str,
     }
 
 
-def _event_data(services: Any, event: JobEvent) -> dict[str, Any]:
+def _event_data(services: Services, event: JobEvent) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": event.job_id, "status": event.status.value, "step": event.step, "total": event.total_steps,
         "batch_no": event.batch_no, "batch_count": event.batch_count, "progress": event.progress,
@@ -139,7 +140,7 @@ def _parse_statuses(text: str | None) -> list[JobStatus] | None:
     return statuses
 
 
-def build_router(services: Any) -> APIRouter:
+def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v2", tags=["sdapi v2 (Easel jobs)"])
     queue = services.queue
 
@@ -245,9 +246,11 @@ def build_router(services: Any) -> APIRouter:
             try:
                 job = await queue.wait_async(job_id, timeout=CANCEL_WAIT_SECONDS)
             except TimeoutError:
-                job = await asyncio.to_thread(queue.get, job_id) or job
+                latest = await asyncio.to_thread(queue.get, job_id)
+                job = latest or job
             return await asyncio.to_thread(job_view, services, job)
-        job = await asyncio.to_thread(queue.get, job_id) or job
+        latest = await asyncio.to_thread(queue.get, job_id)
+        job = latest or job
         view = await asyncio.to_thread(job_view, services, job)
         return error_response(409, "Conflict", f"job {job_id!r} already finished ({job.status.value})", job=view)
 

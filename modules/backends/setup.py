@@ -15,13 +15,14 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from modules.backends.auto import AutoChoice, choose_backend, installed_backends, probe_cpu, unet_parameter_count
 from modules.backends.base import GraphUNet, ShapePolicy, active_backend, restore_components
 from modules.backends.registry import get_backend
-from modules.core.settings import Options
+from modules.core.settings import Options, Settings
 from modules.devices.base import normalize_precision, system_memory
+from modules.devices.select import Device
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +43,43 @@ class AppliedExecution:
         restore_components(pipe)
 
 
-class ExecutionSetup:
-    """Holds what was applied to which pipeline (weakly: a retired pipeline takes its record with it)."""
+class ModelWithPipe(Protocol):
+    @property
+    def pipe(self) -> Any: ...
 
-    def __init__(self, services: Any) -> None:
-        self.services = services
+
+class RunRecord(Protocol):
+    """What the infotext preprocessor reads and writes on a run."""
+
+    sd_model: ModelWithPipe | None
+    extra_generation_params: dict[str, Any]
+
+
+class ExecutionSetup:
+    """Applies the configured execution to each model the manager loads (the composition root registers
+    :meth:`on_model_loaded` and :meth:`infotext_preprocessor`); holds what was applied to which pipeline (weakly:
+    a retired pipeline takes its record with it)."""
+
+    def __init__(self, settings: Settings, device: Device | None) -> None:
+        self.settings = settings
+        self.device = device
         self.applied: weakref.WeakKeyDictionary[Any, AppliedExecution] = weakref.WeakKeyDictionary()
 
     @property
     def options(self) -> Options:
-        return self.services.settings.options
+        return self.settings.options
+
+    def _device(self) -> Device:
+        if self.device is None:
+            raise RuntimeError("no device: ExecutionSetup was built without one")
+        return self.device
 
     def requested_precision(self) -> str:
         """``execution_precision``, where ``auto`` defers to the launch flags (``--no-half``, ``--precision``)."""
         precision = self.options.execution_precision
         if precision != "auto":
             return precision
-        flags = self.services.settings.flags
+        flags = self.settings.flags
         return "fp32" if flags.no_half else normalize_precision(flags.precision)
 
     def resolve_backend(self, loaded: Any, quantized: bool) -> AutoChoice:
@@ -67,7 +88,7 @@ class ExecutionSetup:
         name = self.options.backend
         if name != "auto":
             return AutoChoice(name, precision, "set in the options")
-        return choose_backend(device_type=self.services.device.device.type,
+        return choose_backend(device_type=self._device().device.type,
                               unet_params=unet_parameter_count(loaded.pipe), cpu=probe_cpu(),
                               installed=installed_backends(), precision=precision, quantized=quantized,
                               free_memory=system_memory().free)
@@ -79,7 +100,7 @@ class ExecutionSetup:
         from modules.memory import apply_strategies, policy_for_device
 
         options = self.options
-        device = self.services.device
+        device = self._device()
         record = AppliedExecution(backend="torch")
         self.applied[pipe] = record
         if options.quantization != "none":
@@ -87,13 +108,13 @@ class ExecutionSetup:
 
             try:
                 record.quantization = quantize_components(loaded, options.quantization, keep_original=False,
-                                                          cache_dir=self.services.settings.data_paths.cache_dir)
+                                                          cache_dir=self.settings.data_paths.cache_dir)
             except Exception as exc:
                 record.errors.append(f"quantization {options.quantization}: {exc}")
                 log.exception("quantization %s failed; running unquantized", options.quantization)
         names: list[str] = []
         for name in options.memory_strategies:
-            expanded = policy_for_device(device, self.services.settings.flags) if name == "auto" else [name]
+            expanded = policy_for_device(device, self.settings.flags) if name == "auto" else [name]
             names.extend(item for item in expanded if item not in names)
         ratio = options.token_merging_ratio
         if ratio > 0 and "token_merging" not in names:
@@ -125,7 +146,7 @@ class ExecutionSetup:
         backend = get_backend(choice.backend)
         started = time.perf_counter()
         try:
-            backend.prepare(loaded, cache_dir=self.services.settings.data_paths.cache_dir,
+            backend.prepare(loaded, cache_dir=self.settings.data_paths.cache_dir,
                             precision=choice.precision, shape_policy=ShapePolicy.parse(options.execution_shape_policy),
                             **kwargs)
             record.backend = choice.backend
@@ -140,9 +161,9 @@ class ExecutionSetup:
             log.info("backend auto: %s, precision %s, ready in %.1fs (%s)", choice.backend, choice.precision,
                      time.perf_counter() - started, choice.reason)
 
-    def infotext_preprocessor(self, run: Any) -> None:
-        model = getattr(run, "sd_model", None)
-        pipe = getattr(model, "pipe", None)
+    def infotext_preprocessor(self, run: RunRecord) -> None:
+        model = run.sd_model
+        pipe = model.pipe if model is not None else None
         if pipe is None:
             return
         unet = getattr(pipe, "unet", None)
@@ -169,13 +190,3 @@ class BackendUsed:
         name = str(self.unet.last_backend)
         return None if name == "torch" else name
 
-
-def install(services: Any) -> ExecutionSetup:
-    """Register the model-loaded hook and the infotext preprocessor (called once from webui's warm-up)."""
-    setup = ExecutionSetup(services)
-    services.manager.on_model_loaded(setup.on_model_loaded)
-    generation = getattr(services, "generation", None)
-    if generation is not None:
-        generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
-    services.extensions["execution"] = setup
-    return setup

@@ -124,8 +124,6 @@ def _uncond_free(residuals: list[torch.Tensor], batch: int) -> list[torch.Tensor
 class ControlNetProvider:
     """The per-run ``unet_kwargs`` provider holding the run's units; :meth:`close` undoes IP-Adapter patches."""
 
-    is_controlnet = True
-
     def __init__(self, units: list[PreparedUnit], catalog: ControlNetCatalog, registry: PreprocessorRegistry,
                  encoders: ImageEncoderCache | None = None) -> None:
         self.units = units

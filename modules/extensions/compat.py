@@ -9,18 +9,103 @@ state (STYLE.md rule 3); Easel's core never imports the façade or this module.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from modules.core.settings import Settings
+from modules.processing.image_store import ImageStore
 from modules.extensions.callbacks import CallbackRegistry
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from modules.extensions.prompts import StylesService
+    from modules.extensions.runner import ScriptRunner
+    from modules.extensions.script_api import Script
+    from modules.models.manager import LoadedModel
+    from modules.processing.processor import Processor
+    from modules.processing.run import ProcessingRun
+
+
+class QueueControl(Protocol):
+    def interrupt(self) -> bool: ...
+
+    def skip(self) -> bool: ...
+
+
+class CurrentModelSource(Protocol):
+    @property
+    def current(self) -> LoadedModel | None: ...
+
+
+class DeviceSource(Protocol):
+    @property
+    def device(self) -> torch.device: ...
+
+
+class ProcessorSource(Protocol):
+    @property
+    def processor(self) -> Processor: ...
+
+
+class NamedUpscalers(Protocol):
+    def names(self) -> list[str]: ...
+
+    def upscale(self, image: Image.Image, scale: float, name: str, field: str = "upscaler") -> Image.Image: ...
+
+
+class ControlNetUnits(Protocol):
+    def attach(self, run: ProcessingRun, raw_units: list[Any], field_prefix: str = "controlnet"
+               ) -> Sequence[object]: ...
+
+
+class ScriptRunners(Protocol):
+    def runner(self, is_img2img: bool) -> ScriptRunner: ...
+
+    def scripts(self, is_img2img: bool) -> list[Script]: ...
+
+
+class FacadeServices(Protocol):
+    """What the A1111 façade reads from the services (the composition root's ``Services`` has all of it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def queue(self) -> QueueControl: ...
+
+    @property
+    def manager(self) -> CurrentModelSource | None: ...
+
+    @property
+    def device(self) -> DeviceSource | None: ...
+
+    @property
+    def generation(self) -> ProcessorSource | None: ...
+
+    @property
+    def image_store(self) -> ImageStore: ...
+
+    @property
+    def scripts(self) -> ScriptRunners | None: ...
+
+    @property
+    def styles(self) -> StylesService | None: ...
+
+    @property
+    def upscalers(self) -> NamedUpscalers | None: ...
+
+    @property
+    def controlnet(self) -> ControlNetUnits | None: ...
 
 
 @dataclass
 class Binding:
-    services: Any = None
+    services: FacadeServices | None = None
     callbacks: CallbackRegistry = field(default_factory=CallbackRegistry)
     option_infos: dict[str, Any] = field(default_factory=dict)  # key -> shared.OptionInfo (extension settings)
     onchange: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
@@ -33,8 +118,8 @@ _BINDING = Binding()
 _PROCESS: contextvars.ContextVar[Callable[[Any], Any] | None] = contextvars.ContextVar("easel_process", default=None)
 
 
-def bind(services: Any) -> Binding:
-    """Point the façade at ``services`` (the composition root's ``Services``, or any object with its fields).
+def bind(services: FacadeServices) -> Binding:
+    """Point the façade at ``services`` (the composition root's ``Services``).
 
     Binding other services starts over (callbacks, extension options): they belonged to the previous ones.
     """
@@ -51,7 +136,7 @@ def binding() -> Binding:
     return _BINDING
 
 
-def bound() -> Any:
+def bound() -> FacadeServices:
     if _BINDING.services is None:
         raise RuntimeError("the A1111 compatibility layer is not bound yet (Easel is still starting)")
     return _BINDING.services
@@ -84,8 +169,3 @@ def loading_basedir(path: Path) -> Iterator[None]:
     finally:
         _BINDING.current_basedir = previous
 
-
-def extension_service(name: str) -> Any:
-    services = _BINDING.services
-    extensions = getattr(services, "extensions", None) or {}
-    return extensions.get(name)

@@ -31,7 +31,7 @@ LORA_KINDS = ("lora", "lyco")
 
 
 class StylesService:
-    """``services.extensions["styles"]``: the styles of ``styles.csv``, re-read when the file changes."""
+    """``services.styles``: the styles of ``styles.csv``, re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self.store = StyleStore(path)

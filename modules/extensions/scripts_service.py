@@ -1,6 +1,6 @@
 """The scripts service: discovery + loading + the two tab runners, and its wiring into generation.
 
-``services.extensions["scripts"]`` is this object. The API calls :meth:`titles`, :meth:`script_info` and
+``services.scripts`` is this object. The API calls :meth:`titles`, :meth:`script_info` and
 :meth:`validate`; the UI renders :meth:`scripts` (their ``ui()``) and builds a request with ``script_name`` /
 ``script_args`` / ``alwayson_scripts``; generation calls :meth:`customize` (attach hooks to a run) and
 :meth:`execute` (a selected script's ``run(p, *args)``).

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from typing import TYPE_CHECKING
 
 from modules.jobs.context import JobContext
 from modules.jobs.models import Job, JobEvent, ProgressSnapshot
 from modules.jobs.subscription import Subscription
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def _resolve(future: asyncio.Future[Job], job: Job) -> None:
@@ -64,7 +68,7 @@ class LiveJob:
         with self.lock:
             self.async_waiters = [(lp, fut) for lp, fut in self.async_waiters if fut is not future]
 
-    def _event(self, source: Job | JobContext, preview: object | None = None) -> JobEvent:
+    def _event(self, source: Job | JobContext, preview: Image.Image | None = None) -> JobEvent:
         """The next event from a snapshot, or from the running job's context (cheaper per step)."""
         index = self.event_index
         self.event_index += 1
@@ -73,7 +77,7 @@ class LiveJob:
                         batch_count=source.batch_count, eta_seconds=source.eta_seconds, textinfo=source.textinfo,
                         preview=preview)
 
-    def publish(self, preview: object | None = None) -> None:
+    def publish(self, preview: Image.Image | None = None) -> None:
         """Send the current state to the subscribers (no-op without any: this runs on every step)."""
         if not self.subscribers:
             return
@@ -158,7 +162,7 @@ class ProgressBoard:
                 cancelling=old.cancelling or cancelling))
             self._publish()
 
-    def report(self, ctx: JobContext, preview: object | None) -> None:
+    def report(self, ctx: JobContext, preview: Image.Image | None) -> None:
         with self._lock:
             item = self._running.get(ctx.job.id)
             if item is None:

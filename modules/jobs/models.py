@@ -12,10 +12,14 @@ import re
 import uuid
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from modules.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-()]{1,64}$")
 """Client-chosen ids (A1111's ``force_task_id``, e.g. ``task(abc123)``) must match this."""
@@ -40,6 +44,9 @@ FINISHED_STATUSES: frozenset[JobStatus] = _FINISHED
 
 JsonObject = dict[str, JsonValue]
 """A job's payload and result: JSON objects, stored as text in SQLite."""
+
+RunnerResult = dict[str, object]
+"""What a runner returns: checked to be JSON (it becomes ``Job.result``) before the queue stores it."""
 
 
 class JobSummary(BaseModel):
@@ -112,7 +119,7 @@ class JobEvent:
     batch_count: int
     eta_seconds: float | None
     textinfo: str | None = None
-    preview: object | None = None
+    preview: Image.Image | None = None
     final: bool = False
     job: Job | None = None
 
@@ -139,7 +146,7 @@ class ProgressSnapshot:
     batch_no: int = 0
     batch_count: int = 0
     textinfo: str | None = None
-    preview: object | None = None
+    preview: Image.Image | None = None
     preview_id: int = 0
     started_at: float | None = None
     pending_count: int = 0

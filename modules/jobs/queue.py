@@ -29,17 +29,29 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modules.core.errors import EaselError, JobCancelled, NotFoundError
 from modules.jobs.context import JobContext
 from modules.jobs.dispatch import Dispatcher, ModelOf, no_model
 from modules.jobs.live import LiveJob, ProgressBoard, final_event
-from modules.jobs.models import Job, JobStatus, JsonObject, ProgressSnapshot, new_job_id, validate_job_id
+from modules.jobs.models import (
+    Job,
+    JobStatus,
+    JsonObject,
+    ProgressSnapshot,
+    RunnerResult,
+    new_job_id,
+    validate_job_id,
+)
 from modules.jobs.store import INTERRUPTED_INFO, INTERRUPTED_MESSAGE, JobStore
 from modules.jobs.subscription import Subscription
 from modules.jobs.workers import LocalWorker, Runner, Worker, WorkerInfo, WorkerLost, WorkerState
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +75,7 @@ class _Outcome:
     status: JobStatus
     error: str | None = None
     error_info: JsonObject | None = None
-    result: JsonObject | None = None
+    result: RunnerResult | None = None
 
 
 class JobQueue:
@@ -170,7 +182,7 @@ class JobQueue:
     def submit(
         self,
         kind: str,
-        payload: JsonObject,
+        payload: Mapping[str, object],
         *,
         job_id: str | None = None,
         source: str = "api",
@@ -412,7 +424,7 @@ class JobQueue:
 
     def _execute(self, worker: Worker, job: Job, ctx: JobContext) -> _Outcome:
         """Run the job and turn what happened into its final status (WorkerLost passes through)."""
-        result: JsonObject | None = None
+        result: RunnerResult | None = None
         failure: str | None = None
         failure_info: JsonObject | None = None
         raised_cancel = False
@@ -487,7 +499,7 @@ class JobQueue:
 
     # -- progress --------------------------------------------------------------------------------------------
 
-    def _on_report(self, ctx: JobContext, preview: object | None) -> None:
+    def _on_report(self, ctx: JobContext, preview: Image.Image | None) -> None:
         """Called by JobContext.report on every step: memory only, plus a rare SQLite checkpoint."""
         entry = self._running.get(ctx.job.id)
         if entry is None or entry.ctx is not ctx:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
@@ -36,8 +36,11 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from modules.core.atomic import atomic_write_bytes
 from modules.core.errors import EaselError, JobCancelled
 from modules.jobs.context import JobContext
-from modules.jobs.models import Job, JsonObject
+from modules.jobs.models import Job, RunnerResult
 from modules.jobs.workers import WorkerDescription, WorkerLost
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class WorkerRuntime(Protocol):
 class RemoteReply:
     """What a finished run sends back: the result, the files it wrote and runtime-specific ``extra`` data."""
 
-    result: JsonObject | None = None
+    result: RunnerResult | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     extra: object = None
     # set instead of result when the job failed or was cancelled on the worker
@@ -85,7 +88,7 @@ class RemoteProgress:
     batch_no: int
     batch_count: int
     textinfo: str | None
-    preview: object | None
+    preview: Image.Image | None
     preview_id: int
 
 
@@ -126,7 +129,7 @@ class WorkerActor:
         self.runtime = load_factory(factory)(*args)
         self._lock = threading.Lock()
         self._ctx: JobContext | None = None
-        self._preview: object | None = None
+        self._preview: Image.Image | None = None
         self._preview_id = 0
 
     def describe(self) -> WorkerDescription:
@@ -154,7 +157,7 @@ class WorkerActor:
         reply.description = self.describe()
         return reply
 
-    def _on_report(self, ctx: JobContext, preview: object | None) -> None:
+    def _on_report(self, ctx: JobContext, preview: Image.Image | None) -> None:
         if preview is not None:
             with self._lock:
                 self._preview, self._preview_id = preview, self._preview_id + 1
@@ -180,10 +183,10 @@ class WorkerActor:
         return True
 
 
-Accept = Callable[[Job, RemoteReply], "JsonObject | None"]
+Accept = Callable[[Job, RemoteReply], "RunnerResult | None"]
 
 
-def accept_result(job: Job, reply: RemoteReply) -> JsonObject | None:
+def accept_result(job: Job, reply: RemoteReply) -> RunnerResult | None:
     """The default ``accept``: the result as the worker returned it (for runtimes that write no files)."""
     return reply.result
 
@@ -192,7 +195,7 @@ def store_files(results_root: Path) -> Accept:
     """An ``accept`` that writes the reply's files under ``results_root/<job id>/`` (atomically, as a local run
     writes them) and returns the result."""
 
-    def accept(job: Job, reply: RemoteReply) -> JsonObject | None:
+    def accept(job: Job, reply: RemoteReply) -> RunnerResult | None:
         folder = results_root / job.id
         for name, data in reply.files.items():
             if not name or "/" in name or "\\" in name or name in (".", ".."):
@@ -236,7 +239,7 @@ class RayWorker:
     def describe(self) -> WorkerDescription:
         return self._description
 
-    def execute(self, job: Job, ctx: JobContext) -> JsonObject | None:
+    def execute(self, job: Job, ctx: JobContext) -> RunnerResult | None:
         try:
             reply = self._run(job, ctx)
         except RayTaskError as exc:  # the actor's own code raised outside the runtime (a bug, not a lost worker)

@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -228,9 +228,11 @@ class JobStore:
 
     # -- writes ----------------------------------------------------------------------------------------------
 
-    def insert(self, job_id: str, kind: str, payload: JsonObject, *, source: str, id_field: str = "job_id") -> Job:
+    def insert(self, job_id: str, kind: str, payload: Mapping[str, object], *, source: str,
+               id_field: str = "job_id") -> Job:
         """Persist a new queued job and return it with its FIFO ``seq``. A duplicate id is a UserInputError."""
-        job = Job(id=job_id, seq=0, kind=kind, source=source, payload=payload, created_at=time.time())
+        job = Job.model_validate({"id": job_id, "seq": 0, "kind": kind, "source": source, "payload": dict(payload),
+                                  "created_at": time.time()})
         names = tuple(name for name in record.COLUMN_NAMES if name != "seq")
         try:
             cursor = self._write(

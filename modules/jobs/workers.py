@@ -20,9 +20,9 @@ from enum import Enum
 from typing import Protocol
 
 from modules.jobs.context import JobContext
-from modules.jobs.models import Job, JsonObject
+from modules.jobs.models import Job, RunnerResult
 
-Runner = Callable[[Job, JobContext], "JsonObject | None"]
+Runner = Callable[[Job, JobContext], "RunnerResult | None"]
 """Runs one job on the device; returns the JSON-able result (image paths, info...)."""
 
 
@@ -67,7 +67,7 @@ class Worker(Protocol):
         """Block up to ``timeout`` s until the worker can take a job; False if it cannot yet (starting, restarting)."""
         ...
 
-    def execute(self, job: Job, ctx: JobContext) -> JsonObject | None:
+    def execute(self, job: Job, ctx: JobContext) -> RunnerResult | None:
         """Run ``job`` to its end, reporting through ``ctx`` and obeying its flags; WorkerLost if the worker died."""
         ...
 
@@ -92,7 +92,7 @@ class LocalWorker:
     def wait_ready(self, timeout: float) -> bool:
         return True
 
-    def execute(self, job: Job, ctx: JobContext) -> JsonObject | None:
+    def execute(self, job: Job, ctx: JobContext) -> RunnerResult | None:
         return self.runner(job, ctx)
 
     def describe(self) -> WorkerDescription:

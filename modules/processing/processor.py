@@ -25,6 +25,8 @@ from modules.processing.run import EASEL_VERSION, ModelProvider, ProcessedResult
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
+from modules.processing.tiling import TilingPatch
+from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids, txt2img_timesteps
 from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,13 @@ class Processor:
     """Run after styles, before seeds: wildcards, extra networks (LoRA) activation, ..."""
     finalizers: list[Callable[[ProcessingRun], None]] = field(default_factory=list)
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
-    upscalers: Any = None
-    """Pixel upscalers for hires fix (``modules.upscalers.UpscalerRegistry``); None = the built-in resamplers."""
+    upscalers: hires.PixelUpscalers | None = None
+    """Pixel upscalers for hires fix (the upscaler service); None = the built-in resamplers."""
     face_restoration: FaceRestoration | None = None
-    """Installed by ``modules.faces.install``; None = no face restoration on this install (runs asking get a
-    warning)."""
+    """The face restorer service's ``restore_run_images``; None = no face restoration on this install (runs asking
+    get a warning)."""
+    tiling: TilingPatch = field(default_factory=TilingPatch)
+    """Seamless tiling (``run.tiling``): circular padding on the run's UNet and VAE, undone when the run ends."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
         control = control or StepControl()
@@ -103,11 +107,13 @@ class Processor:
         try:
             for preprocess in self.prompt_preprocessors:
                 preprocess(run)
+            self.tiling.apply(run)
             self._plan_prompts_and_seeds(run)
             _call(hooks, "process", run)
             with torch.no_grad():
                 return self._process_batches(run, model, control)
         finally:
+            self.tiling.finish(run)
             if hires.switches_checkpoint(run):
                 self._reload_main_model(run)
             for finalize in self.finalizers:
@@ -231,13 +237,13 @@ class Processor:
         generators = create_generators([plan.seeds[i] for i in indices])
         noise = create_noise(plan, indices, latent_shape, generators, latent_scale=scale).to(device, dtype)
         cond = conditioner.batch(prompts, negatives, run.steps)
-        timesteps, steps_total = _timesteps(scheduler, run.steps, device)
+        timesteps, steps_total = txt2img_timesteps(scheduler, run.steps, device)
         inpaint: InpaintSetup | None = None
         if init_state is None:
             latents = noise * scheduler.init_noise_sigma
         else:
             strength = run.denoising_strength if run.denoising_strength is not None else 0.75
-            timesteps, steps_total = _img2img_timesteps(scheduler, run.steps, strength, device)
+            timesteps, steps_total = img2img_timesteps(scheduler, run.steps, strength, device)
             init_latents = init_state.latents_for(indices, generators).to(device, dtype)
             if timesteps:
                 first = timesteps[0].repeat(len(indices))
@@ -255,7 +261,7 @@ class Processor:
                     masked = init_state.masked_latents_for(indices, generators).to(device, dtype)
                     mask = init_state.latent_mask_hard.to(device, dtype).expand(len(indices), -1, -1, -1)
                 inpaint = InpaintSetup(mask=mask, init_latents=init_latents, noise=noise, masked_image_latents=masked)
-        added_time_ids = _sdxl_time_ids(pipe, run, len(indices), device, dtype)
+        added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
         request = DenoiseRequest(
@@ -269,7 +275,8 @@ class Processor:
         # hook point: the txt2img batch's latents are ready for a hires second pass
         if init_state is None and run.enable_hr and not control.should_stop():
             latents, hr_model, hr_warnings = hires.second_pass(hires.FirstPass(
-                self, run, model, conditioner, plan, indices, prompts, negatives, latents, control))
+                self.samplers, self.model_provider, self.upscalers, run, model, conditioner, plan, indices, prompts,
+                negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
         images = engine.decode_latents(vae, pipe.image_processor, latents,
@@ -344,34 +351,6 @@ def _call(hooks: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> None:
 
 def _batch_control(control: StepControl, iteration: int, n_iter: int) -> StepControl:
     return StepControl(on_step=control.on_step, should_stop=control.should_stop, consume_skip=control.consume_skip)
-
-
-def _timesteps(scheduler: Any, steps: int, device: torch.device) -> tuple[list[torch.Tensor], int]:
-    scheduler.set_timesteps(steps, device=device)
-    return list(scheduler.timesteps), steps
-
-
-def _img2img_timesteps(scheduler: Any, steps: int, strength: float,
-                       device: torch.device) -> tuple[list[torch.Tensor], int]:
-    """diffusers' img2img rule: run the last ``steps * strength`` steps of a ``steps``-step schedule."""
-    scheduler.set_timesteps(steps, device=device)
-    init_timestep = min(int(steps * strength), steps)
-    t_start = max(steps - init_timestep, 0)
-    order = getattr(scheduler, "order", 1)
-    timesteps = list(scheduler.timesteps[t_start * order:])
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(t_start * order)
-    return timesteps, max(init_timestep, 0)
-
-
-def _sdxl_time_ids(pipe: Any, run: ProcessingRun, batch: int, device: torch.device,
-                   dtype: torch.dtype) -> torch.Tensor | None:
-    if getattr(pipe.unet.config, "addition_embed_type", None) != "text_time":
-        return None
-    size = (run.height, run.width)
-    refiner = getattr(pipe.config, "requires_aesthetics_score", False)
-    ids = [*size, 0, 0, 6.0] if refiner else [*size, 0, 0, *size]
-    return torch.tensor([ids], dtype=dtype, device=device).repeat(batch, 1)
 
 
 # -- img2img / inpaint preparation ---------------------------------------------------------------------------------

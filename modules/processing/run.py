@@ -12,10 +12,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modules.core.settings import Options
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+
+if TYPE_CHECKING:
+    from modules.processing.unet_extras import ControlProvider, UnetKwargsProvider
 
 EASEL_VERSION = "easel-0.1.0"
 
@@ -73,6 +76,8 @@ class ProcessingRun:
         self.hooks: list[Any] = []  # ProcessingHooks
         self.denoise_hooks: list[Any] = []  # engine.DenoiseHooks (CFG callbacks)
         self.extra_network_data: dict[str, Any] = {}
+        self.unet_kwargs_providers: list[UnetKwargsProvider] = []  # extra UNet inputs, asked once per pass
+        self.control_provider: ControlProvider | None = None  # ControlNet / T2I-Adapter / IP-Adapter units
         self.user: str | None = None
         self.outpath_samples: str | None = None
         self.outpath_grids: str | None = None

@@ -2,8 +2,8 @@
 
 The tabs see this narrow object, not the raw services: choices for dropdowns (checkpoints, samplers, styles,
 upscalers), token counting, and the per-browser-session record of the job a tab is waiting on (so Interrupt
-and Skip act on *this* user's job). Services written by other engineers (styles, scripts, upscalers) are read
-defensively with ``getattr``: a missing or different service hides a feature instead of breaking the page.
+and Skip act on *this* user's job). A service the warm-up has not built (or that failed) hides its feature
+instead of breaking the page.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from modules.core.paths import REPO_ROOT
+from modules.core.settings import Options, Settings
+from modules.extensions.script_api import Script
+from modules.jobs import JobQueue
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -26,25 +29,22 @@ PREFERRED_SAMPLERS = ("DPM++ 2M", "Euler a", "Euler")
 
 @dataclass
 class UiContext:
-    services: Any
+    services: Services
     _jobs: dict[tuple[str, str], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- services --------------------------------------------------------------------------------------------
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.services.settings
 
     @property
-    def options(self) -> Any:
+    def options(self) -> Options:
         return self.services.settings.options
 
     @property
-    def queue(self) -> Any:
+    def queue(self) -> JobQueue:
         return self.services.queue
-
-    def extension(self, name: str) -> Any:
-        return (getattr(self.services, "extensions", None) or {}).get(name)
 
     # -- choices ---------------------------------------------------------------------------------------------
     def checkpoint_titles(self, *, refresh: bool = False) -> list[str]:
@@ -109,22 +109,19 @@ class UiContext:
         return list(dict.fromkeys([*DEFAULT_EXTRAS_UPSCALERS, *self._upscaler_names()]))
 
     def _upscaler_names(self) -> list[str]:
-        service = self.extension("upscalers")
+        service = self.services.upscalers
         if service is None:
             return []
         try:
-            if hasattr(service, "names"):
-                return [str(name) for name in service.names()]
-            items = service.list() if callable(getattr(service, "list", None)) else list(service)
-            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
+            return [str(name) for name in service.names()]
         except Exception:
             log.exception("listing upscalers failed")
             return []
 
     def face_restorer_names(self) -> list[str]:
         """Installed face restorers (``GFPGAN``, ``CodeFormer``): the ``face_restoration_model`` choices."""
-        service = self.extension("faces")
-        if service is None or not callable(getattr(service, "names", None)):
+        service = self.services.faces
+        if service is None:
             return []
         try:
             return [str(name) for name in service.names()]
@@ -135,18 +132,17 @@ class UiContext:
     # -- styles ----------------------------------------------------------------------------------------------
     def style_names(self) -> list[str]:
         """Names from the styles service (``styles()`` -> dicts, as ``/sdapi/v1/prompt-styles``)."""
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None:
             return []
         try:
-            items = styles.styles() if callable(getattr(styles, "styles", None)) else getattr(styles, "styles", [])
-            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
+            return [str(item["name"]) for item in styles.styles()]
         except Exception:
             log.exception("listing styles failed")
             return []
 
     def apply_styles(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None or not names:
             return prompt, negative
         new_prompt, new_negative = styles.apply(prompt, negative, names)
@@ -156,17 +152,17 @@ class UiContext:
         """Add or replace a style in ``styles.csv`` through the service's store (saved atomically there)."""
         from modules.processing.prompt_parser import PromptStyle
 
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None:
             raise RuntimeError("no styles service is installed")
-        store = styles.reload_if_changed() if hasattr(styles, "reload_if_changed") else styles.store
+        store = styles.reload_if_changed()
         store.set(PromptStyle(name, prompt, negative))
         store.save()
 
     # -- scripts ---------------------------------------------------------------------------------------------
-    def scripts(self, is_img2img: bool) -> list[Any]:
-        runner = self.extension("scripts")
-        if runner is None or not hasattr(runner, "scripts"):
+    def scripts(self, is_img2img: bool) -> list[Script]:
+        runner = self.services.scripts
+        if runner is None:
             return []
         try:
             return list(runner.scripts(is_img2img))
@@ -180,7 +176,7 @@ class UiContext:
         tokenizer = None
         manager = self.services.manager
         if manager is not None and manager.current is not None:
-            tokenizer = getattr(manager.current.pipe, "tokenizer", None)
+            tokenizer = getattr(manager.current.pipe, "tokenizer", None)  # a diffusers pipeline may lack one
         if tokenizer is not None:
             try:
                 count = len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
@@ -205,5 +201,5 @@ class UiContext:
 
     # -- extensions ------------------------------------------------------------------------------------------
     @staticmethod
-    def extensions_root() -> Any:
+    def extensions_root() -> Path:
         return REPO_ROOT / "extensions"

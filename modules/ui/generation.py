@@ -372,7 +372,8 @@ def _final_outputs(ctx: UiContext, tab: GenerationTab, update: Any) -> dict[Any,
     if job is None or job.status.value != "succeeded" or not job.result:
         return out
     result = job.result
-    files = [str(path) for path in ctx.services.generation.result_files(job.id, result)]
+    generation = ctx.services.generation
+    files = [str(path) for path in generation.result_files(job.id, result)] if generation is not None else []
     infotexts = list(result.get("infotexts") or [])
     try:
         info = json.loads(result.get("info") or "{}")

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from modules.core.errors import EaselError
+from modules.services import Services
 from modules.ui.context import UiContext
 from modules.ui.progress import follow_job, progress_html
 
@@ -29,12 +30,12 @@ def model_rows(ctx: UiContext, *, refresh: bool = False) -> list[list[Any]]:
              round(entry.size_bytes / 2**20, 1), "✅ loaded" if entry.path == current else ""] for entry in entries]
 
 
-def load_model_runner(services: Any) -> Any:
+def load_model_runner(services: Services) -> Any:
     """The queue runner for ``model_load`` jobs: load the named checkpoint and make it the default."""
 
     def run(job: Any, ctx: Any) -> dict[str, Any]:
         title = job.payload.get("checkpoint")
-        loaded = services.manager.ensure_loaded(title)
+        loaded = services.require_manager().ensure_loaded(title)
         return {"model": loaded.info.title}
 
     return run

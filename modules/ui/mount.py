@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def head_html(scripts: list[tuple[str, str]]) -> str:
     return "\n".join(tags)
 
 
-def build_blocks(services: Any) -> Any:
+def build_blocks(services: Services) -> Any:
     """The whole page as a ``gr.Blocks`` (no server needed: also used by tests)."""
     import gradio as gr
 
@@ -181,14 +182,14 @@ def _remove_root_routes(app: Any) -> None:
                             if isinstance(route, Mount) or getattr(route, "path", None) != "/"]
 
 
-def register_runners(services: Any) -> None:
+def register_runners(services: Services) -> None:
     from modules.ui.models_tab import MODEL_LOAD_KIND, load_model_runner
 
     if MODEL_LOAD_KIND not in services.runners:
         services.register_runner(MODEL_LOAD_KIND, load_model_runner(services))
 
 
-def mount_ui(app: Any, services: Any) -> None:
+def mount_ui(app: Any, services: Services) -> None:
     """Build the Blocks and mount them at ``/`` of ``app`` (the FastAPI app that already serves the API)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr

@@ -177,10 +177,10 @@ def test_model_list_lists_controlnets_and_both_adapter_kinds(service: ControlNet
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from modules.controlnet.api import include_routes
+    from modules.api.controlnet import build_router
 
     app = FastAPI()
-    include_routes(app, SimpleNamespace(extensions={"controlnet": service}))
+    app.include_router(build_router(SimpleNamespace(controlnet=service)))
     names = TestClient(app).get("/controlnet/model_list").json()["model_list"]
     assert names == ["tiny-cn-sd15", "tiny-cn-xl", "tiny-cn-xl-b", "tiny-ip-sd15", "tiny-ip-xl", "tiny-t2i-sd15",
                      "tiny-t2i-xl", "tiny-t2i-xl-single"]  # the IP-Adapters' image encoder is not a model

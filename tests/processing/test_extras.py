@@ -115,16 +115,18 @@ def test_unknown_upscaler_and_bad_image_name_their_fields(service: ExtrasService
     assert info.value.field == "image"
 
 
-def test_install_registers_services_and_runner(settings: Settings) -> None:
+def test_warm_up_registers_the_upscalers_and_the_extras_runner(settings: Settings) -> None:
     import webui
-    from modules import upscalers
 
     services = webui.build_services(settings)
     try:
-        upscalers.install(services)
+        webui.warm_up(services, load_model=False)
+        assert services.startup_error is None
         assert "extras" in services.runners
-        listed = services.extensions["upscalers"].list()
+        assert services.upscalers is not None and services.extras is not None
+        listed = services.upscalers.list()
         assert [item["name"] for item in listed][:3] == ["None", "Lanczos", "Nearest"]
-        assert services.extensions["upscalers"].latent_modes()[0] == {"name": "Latent"}
+        assert services.upscalers.latent_modes()[0] == {"name": "Latent"}
+        assert services.extras.face_restorers is services.faces
     finally:
         services.job_store.close()

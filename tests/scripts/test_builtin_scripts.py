@@ -11,7 +11,7 @@ from modules.processing.image_store import encode_base64
 
 
 def _xyz_module(easel: Any) -> Any:
-    script = easel.extensions["scripts"].runner(False).script("x/y/z plot")
+    script = easel.scripts.runner(False).script("x/y/z plot")
     return sys.modules[type(script).__module__]
 
 
