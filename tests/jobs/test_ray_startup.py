@@ -28,6 +28,7 @@ print(json.dumps({"ray": "ray" in sys.modules, "status": final.status.value, "wo
 """
 
 
+@pytest.mark.slow  # a real start in a fresh interpreter, through the warm-up
 def test_without_cluster_flags_ray_is_never_imported(tmp_path, tiny_models_dir):
     completed = subprocess.run([sys.executable, "-c", START_WITHOUT_FLAGS, str(tmp_path), str(tiny_models_dir)],
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)

@@ -214,3 +214,18 @@ def test_an_api_restart_returns_leased_jobs_and_each_ends_once(cluster_queue, tm
     finals = [second.wait(job.id, timeout=60) for job in (*held, waiting)]
     assert [job.attempt for job in finals] == [2, 2, 1]
     _ended_once(second, tmp_path, [job.id for job in finals])
+
+
+def test_the_workers_benchmark_measures_throughput_overhead_and_rerun(ray_cluster, tmp_path):
+    import json
+
+    from cli import bench
+
+    out = tmp_path / "workers.json"
+    assert bench.main(["--workers", "--worker-counts", "1", "2", "--jobs", "6", "--steps", "2",
+                       "--step-seconds", "0.01", "--kills", "1", "--out", str(out)]) == 0
+    printed = json.loads(out.read_text())
+    assert [row["workers"] for row in printed["throughput"]] == [1, 2]
+    assert printed["throughput"][0]["speedup"] == 1.0 and all(row["jobs"] == 6 for row in printed["throughput"])
+    assert printed["dispatch_overhead_ms"]["jobs"] == 12 and printed["dispatch_overhead_ms"]["p95"] > 0
+    assert printed["death_to_rerun_s"]["kills"] == 1 and printed["death_to_rerun_s"]["max"] > 0
