@@ -148,7 +148,9 @@ def worker_arguments(settings: Settings) -> tuple[object, ...]:
 def start_cluster_workers(services: Services) -> list[ray_workers.RayWorker]:
     """Join (``--ray-address``) or start (``--workers``) the Ray cluster; the queue's workers become its actors."""
     flags = services.settings.flags
-    if not flags.ray_address:  # a private cluster binds to loopback only (Ray reads this when it is imported)
+    if flags.ray_address:  # never talk to a shared cluster without its token (docs/SCALE-OUT.md)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    else:  # a private cluster binds to loopback only (Ray reads this when it is imported)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from modules.jobs import ray_workers
 
