@@ -24,7 +24,6 @@ from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 from modules.services import ScriptsApi, Services
 
-PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
 
@@ -169,7 +168,6 @@ async def submit(services: Services, kind: str, params: GenerationParams, *, sou
     """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
     the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
-    payload["_save_samples"] = bool(params.save_images)
     return await asyncio.to_thread(services.queue.submit, kind, payload, job_id=params.force_task_id, source=source,
                                    id_field="force_task_id")
 
@@ -188,7 +186,8 @@ def result_paths(services: Services, job: Job) -> list[Path]:
     result = job.result or {}
     folder = services.settings.data_paths.job_results / job.id
     paths = []
-    for name in result.get("images") or []:
+    names = result.get("images")
+    for name in names if isinstance(names, list) else []:
         if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
             continue
         paths.append(folder / name)

@@ -71,10 +71,21 @@ class CmdFlags(BaseSettings):
     allow_extension_install: bool = Field(False, description="Run extensions' install.py (explicit consent)")
     api_log: bool = Field(False, description="Log every API request")
     max_request_mb: int = Field(64, ge=1, description="Largest accepted request body, in MiB")
+    workers: str | None = Field(None, pattern=r"^(auto|[1-9][0-9]{0,2})$",
+                                description="Run jobs on N Ray worker processes on this machine, each with its own "
+                                            "device ('auto': one per GPU, or one on a CPU-only machine)")
+    ray_address: str | None = Field(None, pattern=r"^(auto|[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})$",
+                                    description="Join the Ray cluster at HOST:PORT (started with 'ray start --head') "
+                                                "and run one worker per GPU on its nodes")
     skip_install: bool = Field(False, description="Launcher: skip the dependency check")
     reinstall: bool = Field(False, description="Launcher: reinstall requirements")
     test: bool = Field(False, description="Launcher: run the test suite")
     use_directml: bool = Field(False, description="Launcher: install torch-directml")
+
+    @property
+    def uses_cluster(self) -> bool:
+        """True when jobs run on Ray workers (``--workers`` or ``--ray-address``) instead of in this process."""
+        return bool(self.workers or self.ray_address)
 
     @property
     def host(self) -> str:
@@ -227,6 +238,10 @@ class Options(BaseModel):
         json_schema_extra={"section": "User interface"})
     # Jobs
     job_retention_count: int = Field(200, ge=1, json_schema_extra={"section": "Jobs"})
+    worker_fairness_seconds: float = Field(
+        30.0, ge=0, le=86400, json_schema_extra={"section": "Jobs"},
+        description="With several workers: an idle worker prefers a job for the model it has loaded unless the "
+                    "oldest queued job has waited longer than this")
 
     @model_validator(mode="before")
     @classmethod

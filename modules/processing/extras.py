@@ -50,6 +50,8 @@ class ExtrasParams(BaseModel):
     upscaler_2: str = NONE_UPSCALER
     extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
     upscale_first: bool = False
+    save_images: bool = Field(False, description="also save the results to the outputs folder (the UI does; "
+                                                 "A1111's API never does)")
 
     @model_validator(mode="before")
     @classmethod
@@ -126,8 +128,7 @@ class ExtrasService:
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
         params = parse_extras_payload(dict(job.payload))
-        save = bool(job.payload.get("_save_samples", job.payload.get("save_images", False)))
-        result = self.process(params, ctx=ctx, save=save)
+        result = self.process(params, ctx=ctx, save=params.save_images)
         return self.store_result(job.id, result)
 
     def inputs(self, params: ExtrasParams) -> list[tuple[Image.Image, str]]:

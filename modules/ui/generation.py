@@ -341,8 +341,8 @@ def _wire_generate(ctx: UiContext, tab: GenerationTab) -> None:
             ui_names = set(tab.ui)
             params = build_params(tab.kind, {k: v for k, v in by_name.items() if k not in ui_names - {
                 "override_settings_text"}}, extra=extra)
-            payload = params.model_dump(mode="json")
-            payload["_save_samples"] = True
+            # the UI saves every image to the outputs folder (subject to the samples_save option), as A1111's does
+            payload = params.model_copy(update={"save_images": True}).model_dump(mode="json")
             job = ctx.queue.submit(tab.kind, payload, source="ui")
         except EaselError as exc:
             yield {tab.progress: progress_html(f"Error: {exc.message}", 0.0), tab.message: ""}
