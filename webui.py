@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
@@ -48,12 +48,34 @@ def build_services(settings: Settings) -> Services:
 
     job_store = JobStore(settings.data_paths.queue_db, retention_count=settings.options.job_retention_count,
                          on_prune=delete_result)
-    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx))
+    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx),
+                     model_of=lambda job: job_model(holder["services"], job),
+                     fairness_seconds=lambda: settings.options.worker_fairness_seconds)
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
                         catalog=catalog, image_store=image_store,
                         cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
+
+
+def job_model(services: Services, job: Job) -> str | None:
+    """The checkpoint a job will use (its override, else the current option) as the catalog titles it: what
+    model affinity compares with the models a worker has loaded (the in-process worker reports none)."""
+    overrides = job.payload.get("override_settings")
+    wanted = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
+    name = wanted if isinstance(wanted, str) and wanted else services.settings.options.sd_model_checkpoint
+    if not name:
+        return None
+    entry = services.catalog.find(name)
+    return entry.title if entry is not None else name
 
 
 def warm_up(services: Services, *, load_model: bool = True) -> None:
@@ -129,6 +151,9 @@ def wire_processing_core(services: Services) -> None:
     services.controlnet = controlnet
     # 6. the A1111 façade, prompt features (styles, wildcards, LoRA, embeddings), scripts and extensions
     binding = compat.bind(services)
+    from modules.extensions.setup import prepare_runtime
+
+    prepare_runtime(services, binding, services.extension_roots)
     extensions = build_extension_services(settings, lambda: manager.current, binding.callbacks,
                                           builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
     processor.prompt_preprocessors.append(extensions.prompt_features.preprocess)
@@ -160,7 +185,7 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services)
+        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -169,6 +194,10 @@ def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> thre
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+        if services.startup_error is None:
+            from modules.extensions.setup import app_started
+
+            app_started(services, app)
 
     thread = threading.Thread(target=work, name="easel-warmup", daemon=True)
     thread.start()
@@ -187,11 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.load(arguments, os.environ)
+    settings = Settings.load(arguments, os.environ, extend_parser=extension_flags(arguments))
     for warning in settings.load_warnings:
         log.warning(warning)
     services = build_services(settings)
     app = create_app(services)
+    if settings.flags.uses_cluster:
+        from webui_worker import start_cluster_workers
+
+        start_cluster_workers(services)
     services.queue.start()
     start_background(services, app, with_ui=not settings.flags.nowebui)
     flags = settings.flags
@@ -204,7 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.run()
     finally:
+        from modules.extensions.setup import stop as stop_extensions
+
+        stop_extensions(services, restarting=services.lifecycle.restart_requested)
         services.queue.stop()
+        services.queue.close_workers()
         services.job_store.close()
     if services.lifecycle.restart_requested:
         command = restart_command()
@@ -212,6 +249,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os.execv(command[0], command)  # same PID; the port and the queue's file lock were released above
     return 0
+
+
+def extension_flags(arguments: Sequence[str]) -> Callable[[Any], None]:
+    """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
+
+    def extend(parser: Any) -> None:
+        from modules.core.paths import REPO_ROOT
+        from modules.extensions.preload import preload_extensions
+
+        preload_extensions(parser, arguments, [REPO_ROOT / "extensions"])
+
+    return extend
 
 
 def restart_command() -> list[str]:

@@ -16,7 +16,7 @@ from pydantic import Field
 import modules.scripts as scripts
 from modules import images, shared
 from modules.core.errors import UserInputError
-from modules.extensions.script_args import ScriptArgs
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import fix_seed, process_images
 
 MAX_OPTIONAL_PARTS = 16
@@ -64,7 +64,8 @@ class Script(scripts.Script):
             variations_delimiter: str = "comma", margin_size: int = 0) -> Any:
         fix_seed(p)
         if prompt_type not in ("positive", "negative"):
-            raise ValueError(f"prompt_type must be 'positive' or 'negative', not {prompt_type!r}")
+            raise argument_error("script_args", 2, "prompt_type",
+                                 f"must be 'positive' or 'negative', not {prompt_type!r}")
         original = p.prompt if prompt_type == "positive" else p.negative_prompt
         combination_count(original, 1 << MAX_OPTIONAL_PARTS)
         parts = [part.strip() for part in original.split("|")]

@@ -42,12 +42,14 @@ def upscaler_name(value: Any) -> str:
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
         index = int(value)
         if not 0 <= index < len(names):
-            raise ValueError(f"SD upscale: upscaler index {index} out of range 0..{len(names) - 1}")
+            raise argument_error("script_args", 2, "upscaler_index",
+                                 f"SD upscale: upscaler index {index} out of range 0..{len(names) - 1}")
         return names[index]
     for name in names:
         if name.lower() == str(value).lower():
             return name
-    raise ValueError(f"SD upscale: upscaler {value!r} not found; available: {', '.join(names)}")
+    raise argument_error("script_args", 2, "upscaler_index",
+                         f"SD upscale: upscaler {value!r} not found; available: {', '.join(names)}")
 
 
 class Script(scripts.Script):
@@ -57,10 +59,7 @@ class Script(scripts.Script):
         return "SD upscale"
 
     def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
-        try:
-            upscaler_name(args.upscaler_index)
-        except ValueError as exc:
-            raise argument_error("script_args", 2, "upscaler_index", str(exc)) from None
+        upscaler_name(args.upscaler_index)
         if args.overlap >= min(request.width, request.height):
             raise argument_error("script_args", 1, "overlap", f"{args.overlap} must be below the tile size "
                                                               f"(width x height: {request.width}x{request.height})")
@@ -94,10 +93,7 @@ class Script(scripts.Script):
             scale_factor: float = 2.0) -> Any:
         fix_seed(p)
         overlap = int(overlap)
-        try:
-            name = upscaler_name(upscaler_index)
-        except ValueError as exc:
-            raise argument_error("script_args", 2, "upscaler_index", str(exc)) from None
+        name = upscaler_name(upscaler_index)
         init = p.init_images[0].convert("RGB")
         upscaled = images.upscale_with(name, init, float(scale_factor))
         grid = images.split_grid(upscaled, tile_w=p.width, tile_h=p.height, overlap=overlap)

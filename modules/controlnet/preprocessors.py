@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from modules.core import cancellation
 from modules.core.errors import UserInputError
 from modules.core.limits import check_pixels
 
@@ -102,6 +103,7 @@ def run_preprocessor(registry: PreprocessorRegistry, name: str | None, image: Im
     checked before any work: a 1x4000 strip at resolution 2048 would otherwise need 2048x8192000 pixels.
     """
     preprocessor = registry.get(name, field_name)
+    cancellation.checkpoint()  # one preprocessor run is the unit of work a cancel waits for (inside a job)
     if preprocessor.uses_resolution:
         working = _short_side_size(image.size, resolution if resolution and resolution > 0 else DEFAULT_RESOLUTION)
         if max_pixels is not None:

@@ -3,7 +3,7 @@
 A script declares ``api_args = MyArgs`` where ``MyArgs`` subclasses :class:`ScriptArgs` with one field per
 positional argument, in order. The scripts runner validates every request's arguments against it before the
 job is queued (and again when the job runs, for the UI's path), so a wrong type or an out-of-range value is a
-422 naming the argument by index and name (``script_args[4]: x_values: ...``) instead of a failure deep in
+422 naming the argument by index and name (``script_args[4] (x_values): ...``) instead of a failure deep in
 the script. ``null`` in a position means that argument's default. A script may also override
 :meth:`modules.extensions.script_api.Script.check_args` for checks that need the request (prompt, sizes) or
 the resource limits.
@@ -55,8 +55,8 @@ class ScriptArgs(StrictInput):
 
 
 def argument_error(field_prefix: str, index: int, name: str, message: str) -> UserInputError:
-    """The 422 for argument ``index`` (``name``) of a script: ``script_args[4]: x_values: ...``."""
-    return UserInputError(f"{field_prefix}[{index}]", f"{name}: {message}")
+    """The 422 for argument ``index`` (``name``) of a script; its field reads ``script_args[4] (x_values)``."""
+    return UserInputError(f"{field_prefix}[{index}] ({name})", message)
 
 
 def declared_index(args_model: type[ScriptArgs] | None, name: str) -> int:

@@ -175,6 +175,8 @@ def check_limits(params: GenerationParams, limits: Limits) -> None:
             scale = max(x / params.width, y / params.height)
             limits.check_output_size("hr_resize_x", params.width * scale, params.height * scale)
 
+PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
+"""The request model of each generation job kind (the API's ``type``, the UI tab, the queue's ``kind``)."""
 
 INPAINTING_FILL_MODES = ("fill", "original", "latent noise", "latent nothing")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")

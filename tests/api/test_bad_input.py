@@ -402,7 +402,7 @@ def test_runtime_script_error_is_422_naming_the_argument(client: Any, easel: Any
     queued through the UI's path, which skips the API's checks) as a 422 naming the argument, not a 500."""
     response = client.post(T2I, json=_xyz("Prompt S/R", "zebra,lion"))
     assert response.status_code == 422
-    assert response.json()["errors"][0]["loc"] == ["script_args[1]"]
+    assert response.json()["errors"][0]["loc"] == ["script_args[1] (x_values)"]
     payload = {**_xyz("Prompt S/R", "zebra,lion"), "width": 64, "height": 64}
     from modules.processing.params import Txt2ImgParams
 
@@ -411,4 +411,4 @@ def test_runtime_script_error_is_422_naming_the_argument(client: Any, easel: Any
     final = easel.services.queue.wait(job.id, timeout=120)
     assert final.status.value == "failed"
     view = client.get(f"{JOBS}/{job.id}").json()
-    assert view["error_status"] == 422 and view["error_field"] == "script_args[1]", view
+    assert view["error_status"] == 422 and view["error_field"] == "script_args[1] (x_values)", view

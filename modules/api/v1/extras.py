@@ -63,7 +63,7 @@ def build_router(services: Services) -> APIRouter:
         """Generation parameters stored in an image (PNG text, EXIF UserComment, NovelAI)."""
         if not request.image.strip():
             return {"info": "", "items": {}, "parameters": {}}
-        return await services.cpu_work.run(_png_info, request.image)
+        return await services.cpu_work.run(_png_info, request.image, services.callbacks)
 
     return router
 
@@ -72,7 +72,7 @@ def _check_extras_inputs(request: ExtrasSingleImageRequest | ExtrasBatchImagesRe
     """Before queueing: each image's declared size against ``--max-image-pixels`` and its upscaled size against
     ``--max-output-pixels`` (headers only; the job decodes the pixels)."""
     from modules.processing.extras import ExtrasBatchImagesParams, check_extras_limits
-    from modules.processing.image_store import open_base64_image
+    from modules.processing.image_codec import open_base64_image
 
     if isinstance(request, ExtrasBatchImagesParams):
         sources = [(f"imageList[{index}].data", item.data) for index, item in enumerate(request.imageList)]
@@ -82,8 +82,11 @@ def _check_extras_inputs(request: ExtrasSingleImageRequest | ExtrasBatchImagesRe
     check_extras_limits(request, sizes, limits)
 
 
-def _png_info(data: str) -> dict[str, Any]:
-    from modules.processing.image_store import open_base64_image, read_infotext
+def _png_info(data: str, callbacks: Any = None) -> dict[str, Any]:
+    """The stored infotext and its parameters, after A1111's ``infotext_pasted`` callbacks (which may change
+    them) have run."""
+    from modules.processing.image_codec import open_base64_image
+    from modules.processing.image_metadata import read_infotext
     from modules.processing.infotext import parse_infotext
 
     # Only the header and the chunks before the pixel data are read (A1111 writes its text chunks there):
@@ -94,4 +97,7 @@ def _png_info(data: str) -> dict[str, Any]:
              for key, value in items.items()}
     if text is None:
         return {"info": "", "items": items, "parameters": {}}
-    return {"info": text, "items": {"parameters": text, **items}, "parameters": parse_infotext(text)}
+    parameters = parse_infotext(text)
+    if callbacks is not None:
+        callbacks.call("infotext_pasted", text, parameters)
+    return {"info": text, "items": {"parameters": text, **items}, "parameters": parameters}
