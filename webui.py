@@ -91,6 +91,9 @@ def build_services(settings: Settings) -> Services:
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
+        from modules.core.lazy_imports import hide_from_library_probes
+
+        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
         from modules import controlnet, faces, upscalers
         from modules.backends.setup import install as install_execution
         from modules.devices import select_device
