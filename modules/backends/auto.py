@@ -126,6 +126,39 @@ def choose_backend(*, device_type: str, unet_params: int | None, cpu: CpuFeature
     return AutoChoice("torch", precision, "no exported CPU runtime installed (pip install onnxruntime or openvino)")
 
 
+@dataclass(frozen=True)
+class AutoPlan:
+    """The routes ``backend: auto`` sets up for a large UNet on a CPU (see :mod:`modules.backends.adaptive`):
+    PyTorch fp32 always; a PyTorch bf16 copy at once where the CPU has native bf16; one exported runtime, built in
+    the background, where one is installed (OpenVINO with a bf16 hint on native-bf16 CPUs, else the fp32 runtime
+    :func:`cpu_preference` ranks first). The jobs' measured times then decide which one runs."""
+
+    bf16: bool
+    export: tuple[str, str] | None
+    reason: str
+
+
+def plan_cpu_routes(*, unet_params: int | None, cpu: CpuFeatures, installed: Collection[str],
+                    precision: str = "auto", quantized: bool = False, free_memory: int | None = None,
+                    allow_export: bool = True) -> AutoPlan | None:
+    """None where the model stays on plain PyTorch fp32 (the cases :func:`choose_backend` keeps on torch for size,
+    quantization or an explicit half precision); else what to calibrate between. Pure, like choose_backend."""
+    if unet_params is None or quantized or unet_params < AUTO_MIN_UNET_PARAMS or precision not in ("auto", "fp32"):
+        return None
+    bf16 = cpu.native_bf16 and precision == "auto"
+    choice = choose_backend(device_type="cpu", unet_params=unet_params, cpu=cpu, installed=installed,
+                            precision=precision, free_memory=free_memory)
+    export = None
+    if allow_export and choice.backend != "torch":
+        export = (choice.backend, "bf16" if choice.precision == "auto" and cpu.native_bf16 else "fp32")
+    if not bf16 and export is None:
+        return None
+    routes = ["torch fp32", *(["torch bf16"] if bf16 else []), *([f"{export[0]} {export[1]} (background export)"]
+                                                                  if export else [])]
+    return AutoPlan(bf16, export, f"UNet of {unet_params / 1e6:.0f} M parameters on a CPU: fastest measured of "
+                                  f"{', '.join(routes)}")
+
+
 def read_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """The ``flags`` line of ``/proc/cpuinfo`` (empty where the file does not exist, e.g. Windows or macOS)."""
     try:
