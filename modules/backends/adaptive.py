@@ -217,6 +217,10 @@ class AdaptiveComponent(ComponentWrapper):
         object.__setattr__(self, "used", Counter())  # route name -> calls since begin_job
         object.__setattr__(self, "calibrating", False)
         object.__setattr__(self, "last_route", REFERENCE)
+        # (route, shape) pairs an exported graph has run once in this process: its first call at a shape includes
+        # the runtime's shape-specific preparation (OpenVINO's dynamic-shape compile: 20x a 64² step), so it is
+        # not counted as a measurement
+        object.__setattr__(self, "warmed", set())
 
     def add_route(self, route: Route) -> None:
         with object.__getattribute__(self, "_lock"):
@@ -258,7 +262,9 @@ class AdaptiveComponent(ComponentWrapper):
             started = time.perf_counter()
             outputs[name] = routes[name].run(*args, **kwargs)
             elapsed = time.perf_counter() - started
-            if forced is None:
+            warm_up = routes[name].graph and (name, shape_key) not in self.warmed
+            self.warmed.add((name, shape_key))
+            if forced is None and not warm_up:
                 policy.store.add_time(policy.time_key(self.component, shape_key), name, elapsed)
         if decision.calibrating:
             accuracy_key = policy.accuracy_key(self.component)

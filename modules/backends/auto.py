@@ -6,10 +6,13 @@ and packages this machine does not have; :func:`probe_cpu`, :func:`installed_bac
 
 * On an accelerator (CUDA, ROCm, XPU, MPS, DirectML) PyTorch stays: it is the fastest general path there, and
   TensorRT engines are built only when ``backend: tensorrt`` asks for them (minutes per shape profile).
-* On a CPU, a UNet of at least :data:`AUTO_MIN_UNET_PARAMS` parameters moves to an exported runtime that is
-  importable, in the order of :func:`cpu_preference`, when there is free memory to export it
-  (:data:`EXPORT_MEMORY_FACTOR`). Smaller UNets stay on plain PyTorch: the export cannot pay back, and they keep
-  pixel parity with plain diffusers and a ready-in-seconds start (the embedded ``easel-shapes-v1`` has 2.8 M).
+* On a CPU, a UNet of at least :data:`AUTO_MIN_UNET_PARAMS` parameters gets the calibrated routes of
+  :mod:`modules.backends.adaptive` (:func:`plan_cpu_routes`): PyTorch fp32, a PyTorch bf16 copy at once where the
+  CPU has native bf16, and the exported runtime :func:`choose_backend` names (in the order of
+  :func:`cpu_preference`, when there is free memory to export it, :data:`EXPORT_MEMORY_FACTOR`), built in the
+  background; each call runs the fastest one measured. Smaller UNets stay on plain PyTorch: the export cannot pay
+  back, and they keep pixel parity with plain diffusers and a ready-in-seconds start (the embedded
+  ``easel-shapes-v1`` has 2.8 M).
 * The precision is f32 unless the CPU has native bf16 (AVX512-BF16, AMX, Arm BF16). Without it bf16 is emulated:
   on this project's AMD EPYC (AVX2/FMA) a bf16 matmul ran at 1.1 GFLOP/s against 89.6 GFLOP/s in fp32 on one
   thread, and a PyTorch bf16 SD 1.5 UNet step at 256² took 284 s against 8.6 s in fp32.

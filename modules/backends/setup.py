@@ -1,12 +1,14 @@
 """Wiring: apply the configured backend, memory policy and quantization to every model the manager loads.
 
 Settings read (typed fields of :class:`modules.core.settings.Options`, section "Execution" and "Memory"):
-``backend`` (auto / torch / onnxruntime / openvino / tensorrt; ``auto`` is resolved per model by
-:func:`modules.backends.auto.choose_backend`), ``execution_precision`` (auto follows the launch ``--precision``),
+``backend`` (auto / torch / onnxruntime / openvino / tensorrt; ``auto`` is resolved per model: calibrated routes
+for a large UNet on a CPU, :mod:`modules.backends.adaptive`, else :func:`modules.backends.auto.choose_backend`),
+``execution_precision`` (auto follows the launch ``--precision``),
 ``execution_shape_policy``, ``openvino_device``, ``openvino_weight_compression``, ``torch_compile``,
 ``memory_strategies`` ("auto" expands to :func:`modules.memory.policy_for_device`), ``token_merging_ratio``
 (0 = off) and ``quantization``. The backend that actually ran the UNet goes into the infotext
-(``Backend: openvino``) when it is not PyTorch.
+(``Backend: openvino``; under auto with its precision, ``Backend: openvino bf16``, and ``VAE backend`` where the VAE
+ran elsewhere) when it is not plain PyTorch fp32.
 """
 
 from __future__ import annotations
