@@ -27,14 +27,14 @@ class Script(scripts.Script):
         return [gr.State(None) for _ in range(MAX_UNITS)]  # one unit dict per slot (sd-webui-controlnet keys)
 
     def process(self, p: Any, *units: Any) -> None:
-        if any(getattr(provider, "is_controlnet", False) for provider in getattr(p, "unet_kwargs_providers", [])):
+        if p.control_provider is not None:  # units from the request's alwayson_scripts came first
             return
         given = [unit for unit in units if unit]
         if not given:
             return
         from modules.extensions.compat import bound
 
-        service = bound().extensions.get("controlnet")
+        service = bound().controlnet
         if service is None:
-            raise RuntimeError("ControlNet is not installed in this Easel (services.extensions['controlnet'])")
+            raise RuntimeError("ControlNet is not installed in this Easel")
         service.attach(p, given, "controlnet")

@@ -15,26 +15,41 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
-from modules.processing.image_store import decode_base64_image
+from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.services import ScriptsApi, Services
 
-PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
 
 
-async def wait_ready(services: Any, timeout: float = 300.0) -> None:
+async def wait_ready(services: Services, timeout: float = 300.0) -> None:
     """Await the warm-up without blocking the event loop or holding a worker thread (it polls an Event)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not services.ready.is_set():
         if loop.time() >= deadline:
-            raise EaselError("the processing core is still starting; try again in a moment")
+            raise StartingError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
+
+
+SCRIPTS_READY_SECONDS = 60.0
+
+
+async def wait_scripts_ready(services: Services, timeout: float | None = None) -> ScriptsApi | None:
+    """The scripts service once the warm-up has loaded every script (None if this install has none). Requests
+    that name scripts wait for it instead of being answered from a half-built registry; after ``timeout`` a 503
+    with ``Retry-After``."""
+    try:
+        await wait_ready(services, SCRIPTS_READY_SECONDS if timeout is None else timeout)
+    except EaselError:
+        raise StartingError("scripts and extensions are still loading; retry in a few seconds") from None
+    return services.scripts
 
 
 def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
@@ -47,7 +62,7 @@ def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin
         raise UserInputError(field, f"{origin}{first.get('msg', 'invalid value')}") from exc
 
 
-def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
+def apply_infotext(services: Services, params: GenerationParams) -> GenerationParams:
     """A1111's ``infotext`` request field: pasted parameters fill the fields the client did not set.
 
     Setting-type keys go to ``override_settings`` (the client's own overrides win). The checkpoint named in the
@@ -60,6 +75,9 @@ def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
     extras = options.model_extra or {}
     skip = extras.get("infotext_skip_pasting") or []
     parsed = parse_infotext(params.infotext)
+    callbacks = getattr(services, "callbacks", None)
+    if callbacks is not None:  # A1111's infotext_pasted: extensions may adjust what the pasted text sets
+        callbacks.call("infotext_pasted", params.infotext, parsed)
     fields, overrides = infotext_to_params(parsed, current_options=options.model_dump(),
                                            skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
     if extras.get("disable_weights_auto_swap", True):
@@ -74,7 +92,8 @@ def apply_infotext(services: Any, params: GenerationParams) -> GenerationParams:
     return validate_params(type(params), data, origin="(from infotext) ")
 
 
-def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, field: str, schedule_field: str) -> None:
+def _check_sampler(services: Services, sampler: str | None, scheduler: str | None, field: str,
+                   schedule_field: str) -> None:
     try:
         services.samplers.split_sampler_and_schedule(sampler, scheduler)
     except UserInputError as exc:
@@ -84,18 +103,23 @@ def _check_sampler(services: Any, sampler: str | None, scheduler: str | None, fi
         raise
 
 
-def check_checkpoint(services: Any, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
+def check_checkpoint(services: Services, name: str, field: str) -> None:
+    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in), and a
+    pickle checkpoint without ``--allow-pickle``: both would fail every later job if they were accepted."""
     catalog = services.catalog
-    if catalog.find(name) is not None:
-        return
-    catalog.refresh()
-    if catalog.find(name) is None:
+    entry = catalog.find(name)
+    if entry is None:
+        catalog.refresh()
+        entry = catalog.find(name)
+    if entry is None:
         available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
         raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+    if entry.is_pickle and not services.settings.flags.allow_pickle:
+        raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
+                                    "(pickle files can run code when loaded); convert it to .safetensors")
 
 
-def check_override_settings(services: Any, overrides: dict[str, Any]) -> None:
+def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
     if not overrides:
         return
     try:
@@ -114,7 +138,7 @@ def _check_init_images(params: Img2ImgParams) -> None:
         decode_base64_image(params.mask, "mask")
 
 
-async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
+async def prepare(services: Services, params: GenerationParams) -> GenerationParams:
     """Fill, normalise and check a request; returns the params to submit (raises 4xx EaselErrors)."""
     params = apply_infotext(services, params)
     if params.sampler_name is None and isinstance(params.sampler_index, str) and params.sampler_index.strip():
@@ -133,17 +157,17 @@ async def prepare(services: Any, params: GenerationParams) -> GenerationParams:
         if not params.init_images:
             raise NotFoundError("init_images: img2img needs at least one init image (base64)")
         await asyncio.to_thread(_check_init_images, params)
-    scripts = services.extensions.get("scripts")
-    if scripts is not None and hasattr(scripts, "validate"):
-        scripts.validate(params)
+    if params.script_name or params.alwayson_scripts:
+        scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
+        if scripts is not None:
+            scripts.validate(params)
     return params
 
 
-async def submit(services: Any, kind: str, params: GenerationParams, *, source: str) -> Job:
+async def submit(services: Services, kind: str, params: GenerationParams, *, source: str) -> Job:
     """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
     the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
-    payload["_save_samples"] = bool(params.save_images)
     return await asyncio.to_thread(services.queue.submit, kind, payload, job_id=params.force_task_id, source=source,
                                    id_field="force_task_id")
 
@@ -157,12 +181,13 @@ def echo_parameters(params: GenerationParams) -> dict[str, Any]:
     return echoed
 
 
-def result_paths(services: Any, job: Job) -> list[Path]:
+def result_paths(services: Services, job: Job) -> list[Path]:
     """Files of a finished job's result (names listed in the result only; they live in ``jobs/<id>/``)."""
     result = job.result or {}
     folder = services.settings.data_paths.job_results / job.id
     paths = []
-    for name in result.get("images") or []:
+    names = result.get("images")
+    for name in names if isinstance(names, list) else []:
         if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
             continue
         paths.append(folder / name)
@@ -170,6 +195,10 @@ def result_paths(services: Any, job: Job) -> list[Path]:
 
 
 def read_base64(paths: list[Path]) -> list[str]:
+    """The result files (``jobs/<id>/<name>``) as base64; only regular files really inside the results folder."""
+    for path in paths:
+        if not regular_file_inside(path, path.parent.parent):
+            raise NotFoundError(f"result file {path.name} is no longer on disk")
     return [base64.b64encode(path.read_bytes()).decode("ascii") for path in paths]
 
 

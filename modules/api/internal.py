@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from modules.api.schemas import InternalProgressRequest, InternalProgressResponse
-from modules.api.sdapi_v1 import PreviewCache
+from modules.api.v1.progress import PreviewCache
 from modules.jobs import JobStatus
+from modules.services import Services
 
 
-def build_router(services: Any) -> APIRouter:
+def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/internal", tags=["internal (UI)"])
     queue = services.queue
     previews = PreviewCache()
@@ -56,6 +57,13 @@ def build_router(services: Any) -> APIRouter:
         """Ids of queued jobs in the order they will run."""
         tasks = await asyncio.to_thread(queue.pending_ids)
         return {"size": len(tasks), "tasks": tasks}
+
+    @router.get("/extensions")
+    async def extensions() -> list[dict[str, Any]]:
+        """Installed extensions and whether they run: ``status`` is ``ok``, ``disabled``, ``error`` or
+        ``incompatible`` (it needs an A1111 internal Easel's diffusers core does not have), with the reason."""
+        scripts = services.scripts
+        return list(scripts.extension_status()) if scripts is not None else []
 
     @router.get("/ping")
     async def ping() -> dict[str, Any]:

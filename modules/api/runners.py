@@ -19,6 +19,7 @@ from typing import Any
 
 from modules.core.atomic import atomic_write_bytes
 from modules.core.errors import UserInputError
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ EXTRAS_BUILTIN = "extras-builtin"
 BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
 
 
-def register_api_runners(services: Any) -> None:
+def register_api_runners(services: Services) -> None:
     """Warm-up hook: register the API's runners (idempotent, so a second app on the same services is fine)."""
     runners = {
         LOAD_MODEL: lambda job, ctx: _load_model(services, job),
@@ -44,23 +45,23 @@ def register_api_runners(services: Any) -> None:
             services.register_runner(kind, runner)
 
 
-def extras_kind(services: Any) -> str:
+def extras_kind(services: Services) -> str:
     """``extras`` when an extension registered that runner by the end of the warm-up, else the fallback."""
     return EXTRAS if EXTRAS in services.runners else EXTRAS_BUILTIN
 
 
-def _load_model(services: Any, job: Any) -> dict[str, Any]:
-    loaded = services.manager.ensure_loaded(job.payload.get("checkpoint"))
+def _load_model(services: Services, job: Any) -> dict[str, Any]:
+    loaded = services.require_manager().ensure_loaded(job.payload.get("checkpoint"))
     return {"model": loaded.info.title}
 
 
-def _unload_model(services: Any) -> dict[str, Any]:
-    services.manager.unload()
+def _unload_model(services: Services) -> dict[str, Any]:
+    services.require_manager().unload()
     return {"model": None}
 
 
-def _reload_model(services: Any) -> dict[str, Any]:
-    loaded = services.manager.ensure_loaded(services.settings.options.sd_model_checkpoint)
+def _reload_model(services: Services) -> dict[str, Any]:
+    loaded = services.require_manager().ensure_loaded(services.settings.options.sd_model_checkpoint)
     return {"model": loaded.info.title}
 
 
@@ -121,9 +122,10 @@ def upscale_image(image: Any, payload: dict[str, Any]) -> tuple[Any, list[str]]:
     return result, notes
 
 
-def run_builtin_extras(services: Any, job: Any, ctx: Any) -> dict[str, Any]:
+def run_builtin_extras(services: Services, job: Any, ctx: Any) -> dict[str, Any]:
     """Runner for ``extras-builtin``: payload is an extra-single-image or extra-batch-images request."""
-    from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
+    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_metadata import embed_infotext, read_infotext
 
     payload = job.payload
     if "imageList" in payload:

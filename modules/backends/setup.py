@@ -17,7 +17,7 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -40,8 +40,9 @@ from modules.backends.auto import (
 )
 from modules.backends.base import GraphUNet, ShapePolicy, active_backend, export_key, restore_components
 from modules.backends.registry import get_backend
-from modules.core.settings import Options
+from modules.core.settings import Options, Settings
 from modules.devices.base import normalize_precision, system_memory
+from modules.devices.select import Device
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,26 @@ class AppliedExecution:
         restore_components(pipe)
 
 
-class ExecutionSetup:
-    """Holds what was applied to which pipeline (weakly: a retired pipeline takes its record with it)."""
+class ModelWithPipe(Protocol):
+    @property
+    def pipe(self) -> Any: ...
 
-    def __init__(self, services: Any) -> None:
-        self.services = services
+
+class RunRecord(Protocol):
+    """What the infotext preprocessor reads and writes on a run."""
+
+    sd_model: ModelWithPipe | None
+    extra_generation_params: dict[str, Any]
+
+
+class ExecutionSetup:
+    """Applies the configured execution to each model the manager loads (the composition root registers
+    :meth:`on_model_loaded` and :meth:`infotext_preprocessor`); holds what was applied to which pipeline (weakly:
+    a retired pipeline takes its record with it)."""
+
+    def __init__(self, settings: Settings, device: Device | None) -> None:
+        self.settings = settings
+        self.device = device
         self.applied: weakref.WeakKeyDictionary[Any, AppliedExecution] = weakref.WeakKeyDictionary()
         self._calibration: CalibrationStore | None = None
 
@@ -75,19 +91,24 @@ class ExecutionSetup:
     def calibration(self) -> CalibrationStore:
         """Measured route times, shared by every model (keyed inside by CPU, model, component and shape)."""
         if self._calibration is None:
-            self._calibration = CalibrationStore(self.services.settings.data_paths.cache_dir / "calibration.json")
+            self._calibration = CalibrationStore(self.settings.data_paths.cache_dir / "calibration.json")
         return self._calibration
 
     @property
     def options(self) -> Options:
-        return self.services.settings.options
+        return self.settings.options
+
+    def _device(self) -> Device:
+        if self.device is None:
+            raise RuntimeError("no device: ExecutionSetup was built without one")
+        return self.device
 
     def requested_precision(self) -> str:
         """``execution_precision``, where ``auto`` defers to the launch flags (``--no-half``, ``--precision``)."""
         precision = self.options.execution_precision
         if precision != "auto":
             return precision
-        flags = self.services.settings.flags
+        flags = self.settings.flags
         return "fp32" if flags.no_half else normalize_precision(flags.precision)
 
     def resolve_backend(self, loaded: Any, quantized: bool) -> AutoChoice:
@@ -96,7 +117,7 @@ class ExecutionSetup:
         name = self.options.backend
         if name != "auto":
             return AutoChoice(name, precision, "set in the options")
-        return choose_backend(device_type=self.services.device.device.type,
+        return choose_backend(device_type=self._device().device.type,
                               unet_params=unet_parameter_count(loaded.pipe), cpu=probe_cpu(),
                               installed=installed_backends(), precision=precision, quantized=quantized,
                               free_memory=system_memory().free)
@@ -108,7 +129,7 @@ class ExecutionSetup:
         from modules.memory import apply_strategies, policy_for_device
 
         options = self.options
-        device = self.services.device
+        device = self._device()
         record = AppliedExecution(backend="torch")
         self.applied[pipe] = record
         if options.quantization != "none":
@@ -116,13 +137,13 @@ class ExecutionSetup:
 
             try:
                 record.quantization = quantize_components(loaded, options.quantization, keep_original=False,
-                                                          cache_dir=self.services.settings.data_paths.cache_dir)
+                                                          cache_dir=self.settings.data_paths.cache_dir)
             except Exception as exc:
                 record.errors.append(f"quantization {options.quantization}: {exc}")
                 log.exception("quantization %s failed; running unquantized", options.quantization)
         names: list[str] = []
         for name in options.memory_strategies:
-            expanded = policy_for_device(device, self.services.settings.flags) if name == "auto" else [name]
+            expanded = policy_for_device(device, self.settings.flags) if name == "auto" else [name]
             names.extend(item for item in expanded if item not in names)
         ratio = options.token_merging_ratio
         if ratio > 0 and "token_merging" not in names:
@@ -147,7 +168,7 @@ class ExecutionSetup:
     def auto_plan(self, loaded: Any, *, quantized: bool, token_merging: bool) -> AutoPlan | None:
         """The calibrated routes of ``backend: auto`` for a large UNet on a CPU; None elsewhere."""
         options = self.options
-        if options.backend != "auto" or options.torch_compile != "off" or self.services.device.device.type != "cpu":
+        if options.backend != "auto" or options.torch_compile != "off" or self._device().device.type != "cpu":
             return None
         unet = getattr(loaded.pipe, "unet", None)
         if unet is None or getattr(unet, "dtype", None) != torch.float32:
@@ -159,7 +180,7 @@ class ExecutionSetup:
 
     def install_adaptive(self, loaded: Any, plan: AutoPlan, record: AppliedExecution) -> None:
         options = self.options
-        cache_dir = self.services.settings.data_paths.cache_dir
+        cache_dir = self.settings.data_paths.cache_dir
         shape_policy = ShapePolicy.parse(options.execution_shape_policy)
         build_export = None
         if plan.export is not None:
@@ -185,11 +206,10 @@ class ExecutionSetup:
             return
         log.info("backend auto: %s", plan.reason)
 
-    def status_text(self) -> str | None:
-        """Progress text for the running job: which route runs, and a background export while it lasts."""
-        manager = getattr(self.services, "manager", None)
-        current = getattr(manager, "current", None)
-        record = self.applied.get(getattr(current, "pipe", None)) if current is not None else None
+    def status_text(self, model: ModelWithPipe | None) -> str | None:
+        """Progress text for a job running on ``model``: which route runs, and a background export while it
+        lasts (None where ``backend: auto`` set up no routes)."""
+        record = self.applied.get(model.pipe) if model is not None else None
         if record is None or record.adaptive is None:
             return None
         return record.adaptive.status()
@@ -210,7 +230,7 @@ class ExecutionSetup:
         backend = get_backend(choice.backend)
         started = time.perf_counter()
         try:
-            backend.prepare(loaded, cache_dir=self.services.settings.data_paths.cache_dir,
+            backend.prepare(loaded, cache_dir=self.settings.data_paths.cache_dir,
                             precision=choice.precision, shape_policy=ShapePolicy.parse(options.execution_shape_policy),
                             **kwargs)
             record.backend = choice.backend
@@ -225,9 +245,9 @@ class ExecutionSetup:
             log.info("backend auto: %s, precision %s, ready in %.1fs (%s)", choice.backend, choice.precision,
                      time.perf_counter() - started, choice.reason)
 
-    def infotext_preprocessor(self, run: Any) -> None:
-        model = getattr(run, "sd_model", None)
-        pipe = getattr(model, "pipe", None)
+    def infotext_preprocessor(self, run: RunRecord) -> None:
+        model = run.sd_model
+        pipe = model.pipe if model is not None else None
         if pipe is None:
             return
         unet = getattr(pipe, "unet", None)
@@ -262,6 +282,7 @@ class BackendUsed:
         return None if name == "torch" else name
 
 
+
 class RouteUsed:
     """Infotext value per image under ``backend: auto``: the route that ran most of the component's calls, with
     its precision (``openvino bf16``, ``torch bf16``); None (left out) for plain PyTorch fp32, as A1111 writes
@@ -278,17 +299,3 @@ class RouteUsed:
         if self.same_as is not None and self.same_as.main_route().name == route.name:
             return None
         return route.label
-
-
-def install(services: Any) -> ExecutionSetup:
-    """Register the model-loaded hook and the infotext preprocessor (called once from webui's warm-up)."""
-    setup = ExecutionSetup(services)
-    services.manager.on_model_loaded(setup.on_model_loaded)
-    generation = getattr(services, "generation", None)
-    if generation is not None:
-        generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
-        status_texts = getattr(generation, "status_texts", None)
-        if status_texts is not None:
-            status_texts.append(setup.status_text)
-    services.extensions["execution"] = setup
-    return setup

@@ -15,7 +15,9 @@ from modules.controlnet.preprocessors import PreprocessorRegistry, build_registr
 from modules.controlnet.runtime import ControlNetProvider, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, units_from_alwayson
 from modules.core.errors import UserInputError
-from modules.processing.image_store import decode_base64_image, encode_base64
+from modules.processing.image_codec import decode_base64_image, encode_base64
+from modules.processing.params import GenerationParams
+from modules.processing.run import ProcessingRun
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,14 @@ class ControlNetService:
         return {"images": results, "info": "Success"}
 
     # -- runs -------------------------------------------------------------------------------------------------
-    def customize(self, run: Any, params: Any) -> None:
+    def customize(self, run: ProcessingRun, params: GenerationParams) -> None:
         """Run customizer: units from ``alwayson_scripts`` (sd-webui-controlnet's API shape)."""
-        key, raw = units_from_alwayson(getattr(params, "alwayson_scripts", {}) or {})
+        key, raw = units_from_alwayson(params.alwayson_scripts or {})
         if key is not None:
             self.attach(run, raw, f"alwayson_scripts.{key}.args")
 
-    def attach(self, run: Any, raw_units: list[Any], field_prefix: str = "controlnet") -> list[PreparedUnit]:
+    def attach(self, run: ProcessingRun, raw_units: list[Any], field_prefix: str = "controlnet"
+               ) -> list[PreparedUnit]:
         """Validate units and attach them to ``run`` (replacing units attached before: idempotent)."""
         prepared: list[PreparedUnit] = []
         for index, raw in enumerate(raw_units):
@@ -70,28 +73,26 @@ class ControlNetService:
             data = unit.image_data()
             if data is not None:
                 source = decode_base64_image(data, f"{field_prefix}[{index}].image")
-            elif getattr(run, "init_images", None):
+            elif run.init_images:
                 source = run.init_images[0]  # img2img: the init image is the control input
             else:
                 raise UserInputError(f"{field_prefix}[{index}].image", "ControlNet unit is enabled but has no "
                                                                        "input image")
             prepared.append(PreparedUnit(index, unit, source.convert("RGB"), file.kind, field_prefix))
-        providers = [p for p in getattr(run, "unet_kwargs_providers", []) if not getattr(p, "is_controlnet", False)]
         for key in [k for k in run.extra_generation_params if k.startswith("ControlNet ")]:
             del run.extra_generation_params[key]
+        run.control_provider = None
         if prepared:
-            providers.append(ControlNetProvider(prepared, self.catalog, self.preprocessors, self.image_encoders))
+            run.control_provider = ControlNetProvider(prepared, self.catalog, self.preprocessors, self.image_encoders)
             for number, item in enumerate(prepared):
                 run.extra_generation_params[f"ControlNet {number}"] = item.unit.infotext()
-        run.unet_kwargs_providers = providers
         return prepared
 
     @staticmethod
-    def finalize(run: Any) -> None:
+    def finalize(run: ProcessingRun) -> None:
         """Processor finalizer: undo the run's IP-Adapter patches, so the next job runs the untouched UNet."""
-        for provider in getattr(run, "unet_kwargs_providers", []):
-            if getattr(provider, "is_controlnet", False):
-                provider.close()
+        if run.control_provider is not None:
+            run.control_provider.close()
 
     @staticmethod
     def _parse(raw: Any, field: str) -> ControlNetUnit | None:

@@ -18,12 +18,15 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modules.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from modules.models.manager import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +123,18 @@ class EmbeddingFile:
         return int(tensors[0].shape[0]) if tensors[0].ndim == 2 else 1
 
 
+CurrentModel = Callable[[], "LoadedModel | None"]
+"""Returns the model in use (embeddings are checked against its text encoders' widths), or None."""
+
+
 @dataclass
 class NetworksService:
-    """``services.extensions["networks"]``: lists and loads LoRA files and embeddings."""
+    """``services.networks``: lists and loads LoRA files and embeddings."""
 
     lora_dir: Path
     embeddings_dir: Path
     allow_pickle: bool = False
-    current_model: Any = None  # callable returning the LoadedModel in use, or None
+    current_model: CurrentModel | None = None
     _loras: dict[str, LoraFile] | None = None
     _embeddings: dict[str, EmbeddingFile] | None = None
     _embedding_errors: dict[str, str] = field(default_factory=dict)
@@ -200,7 +207,7 @@ class NetworksService:
 
     def embeddings(self) -> dict[str, Any]:
         """``/sdapi/v1/embeddings``: ``loaded`` fit the current model's text encoder(s), the rest are ``skipped``."""
-        widths = _model_widths(self.current_model() if callable(self.current_model) else None)
+        widths = _model_widths(self.current_model() if self.current_model is not None else None)
         loaded: dict[str, Any] = {}
         skipped: dict[str, Any] = {}
         for name, emb in self._embedding_map().items():
@@ -226,10 +233,10 @@ class NetworksService:
         return self._hashes.get(emb.path, "sha256")[:12]
 
 
-def _model_widths(model: Any) -> list[int] | None:
-    pipe = getattr(model, "pipe", None)
-    if pipe is None:
+def _model_widths(model: LoadedModel | None) -> list[int] | None:
+    if model is None:
         return None
+    pipe = model.pipe
     widths = []
     for name in ("text_encoder", "text_encoder_2"):
         encoder = getattr(pipe, name, None)
@@ -253,7 +260,11 @@ def load_embedding(path: Path) -> EmbeddingFile:
 
         data: dict[str, Any] = dict(load_file(str(path)))
     else:
-        data = torch.load(str(path), map_location="cpu", weights_only=False)
+        try:  # tensors, dicts, numbers and strings only, as checkpoints and LoRA: no code runs while loading
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused objects
+            raise UserInputError("embedding", f"{path.name}: not loaded: it holds more than tensors, numbers and "
+                                              f"strings ({type(exc).__name__}); convert it to .safetensors") from exc
     step = sd_checkpoint = sd_checkpoint_name = None
     if isinstance(data, dict):
         step = data.get("step") if isinstance(data.get("step"), int) else None

@@ -60,6 +60,13 @@ class FaceRestorerService:
         self._unavailable: dict[str, str] = {}
         self.refresh()
 
+    def warn_if_unusable(self) -> None:
+        """Log once at start-up when restorers are installed but the face detector cannot run."""
+        if self.names() and isinstance(self.detector, HaarFaceDetector):
+            reason = self.detector.unavailable_reason()
+            if reason:
+                log.warning("face restorers %s are installed but cannot run: %s", ", ".join(self.names()), reason)
+
     # -- registry ---------------------------------------------------------------------------------------------
     def refresh(self) -> None:
         restorers: dict[str, SpandrelFaceRestorer] = {}

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from modules.core.settings import CmdFlags
+from modules.devices.select import Device
 from modules.memory.strategies import AppliedStrategy, MemoryContext, get_strategy
 
 GIB = 1024 ** 3
@@ -39,11 +41,10 @@ def auto_policy(device_type: str, free_bytes: int, *, lowvram: bool = False, med
     return ["sdpa"]
 
 
-def policy_for_device(device: Any, flags: Any) -> list[str]:
+def policy_for_device(device: Device, flags: CmdFlags) -> list[str]:
     """:func:`auto_policy` for a :class:`modules.devices.Device` and the launch flags."""
     memory = device.memory_info()
-    return auto_policy(device.device.type, memory.free, lowvram=bool(getattr(flags, "lowvram", False)),
-                       medvram=bool(getattr(flags, "medvram", False)))
+    return auto_policy(device.device.type, memory.free, lowvram=flags.lowvram, medvram=flags.medvram)
 
 
 @dataclass

@@ -16,9 +16,8 @@ manager), and the processor switches back to the run's own checkpoint before the
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from PIL import Image
@@ -26,10 +25,18 @@ from PIL import Image
 from modules.core.errors import EaselError, UserInputError
 from modules.processing import engine
 from modules.processing.engine import DenoiseRequest, StepControl
+from modules.processing.run import DenoisePass, ModelProvider, ProcessingRun
+from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
-from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
+from modules.processing.text import TextConditioner
+from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids
+from modules.processing.unet_extras import unet_kwargs_for
+from modules.upscalers.base import Upscaler
 from modules.upscalers.latent import DEFAULT_LATENT_MODE, LATENT_MODES, is_latent_mode, upscale_latents
 from modules.upscalers.service import UpscalerRegistry
+
+if TYPE_CHECKING:
+    from modules.models.manager import LoadedModel
 
 DEFAULT_HIRES_DENOISING = 0.7
 SAME_SAMPLER = ("", "Use same sampler")
@@ -68,24 +75,24 @@ def hires_size(width: int, height: int, hr_scale: float, resize_x: int, resize_y
                      max(snap(cover[1]), snap(target[1])))
 
 
-def switches_checkpoint(run: Any) -> bool:
+def switches_checkpoint(run: ProcessingRun) -> bool:
     """Whether the run's second pass asks for a checkpoint of its own ("Use same checkpoint", None, "" do not)."""
-    return bool(getattr(run, "enable_hr", False) and not getattr(run, "is_img2img", False)
+    return bool(run.enable_hr and not run.is_img2img
                 and run.hr_checkpoint_name not in (None, *SAME_CHECKPOINT))
 
 
-def run_hires_size(run: Any, multiple: int = 8) -> HiresSize:
+def run_hires_size(run: ProcessingRun, multiple: int = 8) -> HiresSize:
     return hires_size(run.width, run.height, run.hr_scale, run.hr_resize_x, run.hr_resize_y, multiple)
 
 
-def hr_prompts(run: Any, prompts: list[str], negatives: list[str]) -> tuple[list[str], list[str]]:
+def hr_prompts(run: ProcessingRun, prompts: list[str], negatives: list[str]) -> tuple[list[str], list[str]]:
     """A1111: an empty hires prompt means "the same as the first pass"."""
     positive = [run.hr_prompt] * len(prompts) if run.hr_prompt else list(prompts)
     negative = [run.hr_negative_prompt] * len(negatives) if run.hr_negative_prompt else list(negatives)
     return positive, negative
 
 
-def annotate(run: Any) -> None:
+def annotate(run: ProcessingRun) -> None:
     """Hires infotext keys (``Hires upscale`` ... ``Denoising strength``), in A1111's order."""
     params = run.extra_generation_params
     if run.denoising_strength is None:
@@ -110,14 +117,22 @@ def annotate(run: Any) -> None:
         params["Hires negative prompt"] = run.hr_negative_prompt
 
 
+class PixelUpscalers(Protocol):
+    """Upscalers by name (the upscaler service, or a registry of the built-in resamplers)."""
+
+    def get(self, name: str, field: str = "upscaler") -> Upscaler: ...
+
+
 @dataclass
 class FirstPass:
     """The state of one txt2img batch when its first-pass latents are ready (the processor's hook point)."""
 
-    processor: Any  # Processor
-    run: Any  # ProcessingRun
-    model: Any  # LoadedModel
-    conditioner: Any  # TextConditioner
+    samplers: SamplerRegistry
+    model_provider: ModelProvider
+    upscalers: PixelUpscalers | None
+    run: ProcessingRun
+    model: LoadedModel
+    conditioner: TextConditioner
     plan: SeedPlan
     indices: range
     prompts: list[str]
@@ -126,16 +141,18 @@ class FirstPass:
     control: StepControl
 
 
-def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
+def second_pass(first: FirstPass) -> tuple[torch.Tensor, LoadedModel, list[str]]:
     """Return the second pass's latents, the model that made them (decode with its VAE) and warnings."""
-    from modules.processing import processor as core  # the processor imports this module
-
     run = first.run
+    for hook in run.hooks:  # A1111's Script.before_hr(p)
+        before_hr = getattr(hook, "before_hr", None)
+        if before_hr is not None:
+            before_hr(run)
     annotate(run)
     upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
     first_images: list[Image.Image] = []
     if not is_latent_mode(upscaler):
-        registry: Any = getattr(first.processor, "upscalers", None) or _default_registry()
+        registry = first.upscalers or _default_registry()
         chosen = registry.get(upscaler, "hr_upscaler")
         first_pipe = first.model.pipe  # decoded before a hires checkpoint replaces this model
         first_images = engine.decode_latents(first_pipe.vae, first_pipe.image_processor, first.latents)
@@ -158,11 +175,11 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
     init = init.to(device, dtype)
     sampler_name = run.sampler_name if run.hr_sampler_name in (None, *SAME_SAMPLER) else run.hr_sampler_name
     schedule = run.scheduler if run.hr_scheduler in (None, "", "Use same scheduler") else run.hr_scheduler
-    scheduler, warnings = first.processor.samplers.build(
-        pipe.scheduler, *first.processor.samplers.split_sampler_and_schedule(sampler_name, schedule))
+    scheduler, warnings = first.samplers.build(
+        pipe.scheduler, *first.samplers.split_sampler_and_schedule(sampler_name, schedule))
     steps = run.hr_second_pass_steps or run.steps
-    strength = float(run.denoising_strength)
-    timesteps, steps_total = core._img2img_timesteps(scheduler, steps, strength, device)
+    strength = DEFAULT_HIRES_DENOISING if run.denoising_strength is None else float(run.denoising_strength)
+    timesteps, steps_total = img2img_timesteps(scheduler, steps, strength, device)
     generators = create_generators(seeds)
     plan = SeedPlan(first.plan.seeds, first.plan.subseeds, first.plan.subseed_strength, None)
     noise = create_noise(plan, first.indices, (init.shape[1], init.shape[2], init.shape[3]), generators,
@@ -170,11 +187,14 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
     latents = scheduler.add_noise(init, noise, timesteps[0].repeat(len(first.indices))) if timesteps else init
     prompts, negatives = hr_prompts(run, first.prompts, first.negatives)
     cond = conditioner.batch(prompts, negatives, steps)
-    size_view: Any = types.SimpleNamespace(width=size.width, height=size.height)  # the function reads only these
-    added_time_ids = core._sdxl_time_ids(pipe, size_view, len(first.indices), device, dtype)
+    added_time_ids = sdxl_time_ids(pipe, size.width, size.height, len(first.indices), device, dtype)
     guidance = engine.do_cfg(unet, run.cfg_scale)
     extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, size.width, size.height, len(first.indices),
                                               guidance, second_pass=True))
+    for hook in run.hooks:  # A1111's process_before_every_sampling, for the second pass too
+        before_sampling = getattr(hook, "before_sampling", None)
+        if before_sampling is not None:
+            before_sampling(run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
     request = DenoiseRequest(
         latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
         generators=generators, eta=run.eta, added_time_ids=added_time_ids, unet_kwargs=extras,
@@ -182,17 +202,15 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, Any, list[str]]:
     return engine.denoise(unet, scheduler, request), model, warnings
 
 
-def _hires_model(first: FirstPass) -> tuple[Any, Any]:
+def _hires_model(first: FirstPass) -> tuple[LoadedModel, TextConditioner]:
     """The second pass's model: the first pass's, or ``hr_checkpoint_name`` loaded through the model provider."""
     run = first.run
     if not switches_checkpoint(run):
         return first.model, first.conditioner
-    from modules.processing.text import TextConditioner
-
     previous = run.override_settings.get("sd_model_checkpoint")
     run.override_settings["sd_model_checkpoint"] = run.hr_checkpoint_name
     try:
-        model = first.processor.model_provider(run)
+        model = first.model_provider(run)
     except EaselError as exc:  # the provider names the override it was handed; the user wrote hr_checkpoint_name
         if exc.status_code in (404, 422):
             reason = exc.reason if isinstance(exc, UserInputError) else exc.message
@@ -210,7 +228,7 @@ def _hires_model(first: FirstPass) -> tuple[Any, Any]:
     return model, conditioner
 
 
-def _upscale_to(upscaler: Any, image: Image.Image, size: HiresSize) -> Image.Image:
+def _upscale_to(upscaler: Upscaler, image: Image.Image, size: HiresSize) -> Image.Image:
     factor = max(size.upscale_width / image.width, size.upscale_height / image.height)
     image = upscaler.upscale(image, factor)
     if image.size != (size.upscale_width, size.upscale_height):

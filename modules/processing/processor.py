@@ -8,6 +8,7 @@ conditioning, noise, denoise, decode, ``postprocess_batch``, per image ``postpro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +18,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from modules.core import cancellation
 from modules.core.errors import JobCancelled, UserInputError
+from modules.models.vae import VaeService
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
-from modules.processing.run import EASEL_VERSION, ModelProvider, ProcessedResult, ProcessingRun
+from modules.processing.run import EASEL_VERSION, DenoisePass, ModelProvider, ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
-from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
+from modules.processing.tiling import TilingPatch
+from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids, txt2img_timesteps
+from modules.processing.unet_extras import unet_kwargs_for
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +54,31 @@ class ProcessingHooks(Protocol):
 
     def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None: ...
 
+    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
+        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
+
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
 
 @dataclass
 class ImageHolder:
     """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
 
     image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
 
 
 @dataclass
@@ -84,13 +108,19 @@ class Processor:
     """Run after styles, before seeds: wildcards, extra networks (LoRA) activation, ..."""
     finalizers: list[Callable[[ProcessingRun], None]] = field(default_factory=list)
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
-    upscalers: Any = None
-    """Pixel upscalers for hires fix (``modules.upscalers.UpscalerRegistry``); None = the built-in resamplers."""
+    upscalers: hires.PixelUpscalers | None = None
+    """Pixel upscalers for hires fix (the upscaler service); None = the built-in resamplers."""
+    vaes: VaeService | None = None
+    """External VAEs (``sd_vae``): swapped into the model for the run; None = always the checkpoint's own."""
     face_restoration: FaceRestoration | None = None
-    """Installed by ``modules.faces.install``; None = no face restoration on this install (runs asking get a
-    warning)."""
+    """The face restorer service's ``restore_run_images``; None = no face restoration on this install (runs asking
+    get a warning)."""
+    tiling: TilingPatch = field(default_factory=TilingPatch)
+    """Seamless tiling (``run.tiling``): circular padding on the run's UNet and VAE, undone when the run ends."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
+        # A cancelled job never starts another run: a script's loop calling process_images ends here at once.
+        cancellation.check_abort()
         control = control or StepControl()
         hooks = run.hooks
         _call(hooks, "before_process", run)
@@ -98,16 +128,17 @@ class Processor:
         run.sd_model = model
         run.sd_model_name = model.info.model_name
         run.sd_model_hash = model.hash
-        if run.sd_vae_name is None:
-            run.sd_vae_name = None if run.opts.sd_vae in ("Automatic", "None") else run.opts.sd_vae
         try:
-            for preprocess in self.prompt_preprocessors:
-                preprocess(run)
-            self._plan_prompts_and_seeds(run)
-            _call(hooks, "process", run)
-            with torch.no_grad():
-                return self._process_batches(run, model, control)
+            with self.vaes.applied(run, model) if self.vaes is not None else contextlib.nullcontext():
+                for preprocess in self.prompt_preprocessors:
+                    preprocess(run)
+                self.tiling.apply(run)  # after the VAE swap: the VAE that decodes is the one tiled
+                self._plan_prompts_and_seeds(run)
+                _call(hooks, "process", run)
+                with torch.no_grad():
+                    return self._process_batches(run, model, control)
         finally:
+            self.tiling.finish(run)
             if hires.switches_checkpoint(run):
                 self._reload_main_model(run)
             for finalize in self.finalizers:
@@ -160,8 +191,16 @@ class Processor:
         plan = self._seed_plan(run)
         conditioner = TextConditioner(pipe, clip_skip=run.clip_skip, emphasis=run.opts.emphasis,
                                       embeddings=run.extra_network_data.get("embeddings"))
-        init_state = self._prepare_init_images(run, model) if run.is_img2img else None
+        init_state: InitState | None = None
+        try:
+            if run.is_img2img and not control.should_stop():
+                init_state = self._prepare_init_images(run, model)
+        except JobCancelled:  # stopped inside the VAE encode of the init images
+            interrupted = True
         for iteration in range(run.n_iter):
+            if interrupted or control.should_stop():  # A1111: an interrupted run starts no further batch
+                interrupted = True
+                break
             run.iteration = iteration
             if iteration > 0 and hires.switches_checkpoint(run):
                 current = self._reload_main_model(run)
@@ -198,6 +237,7 @@ class Processor:
                 run.batch_index = offset
                 holder = ImageHolder(image)
                 _call(hooks, "postprocess_image", run, holder)
+                _call(hooks, "postprocess_image_after_composite", run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -212,7 +252,8 @@ class Processor:
         result = ProcessedResult(
             run=run, images=images, infotexts=infotexts, all_prompts=list(run.all_prompts),
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
-            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted)
+            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
+            describe=self.infotext)
         _call(hooks, "postprocess", run, result)
         return result
 
@@ -231,13 +272,13 @@ class Processor:
         generators = create_generators([plan.seeds[i] for i in indices])
         noise = create_noise(plan, indices, latent_shape, generators, latent_scale=scale).to(device, dtype)
         cond = conditioner.batch(prompts, negatives, run.steps)
-        timesteps, steps_total = _timesteps(scheduler, run.steps, device)
+        timesteps, steps_total = txt2img_timesteps(scheduler, run.steps, device)
         inpaint: InpaintSetup | None = None
         if init_state is None:
             latents = noise * scheduler.init_noise_sigma
         else:
             strength = run.denoising_strength if run.denoising_strength is not None else 0.75
-            timesteps, steps_total = _img2img_timesteps(scheduler, run.steps, strength, device)
+            timesteps, steps_total = img2img_timesteps(scheduler, run.steps, strength, device)
             init_latents = init_state.latents_for(indices, generators).to(device, dtype)
             if timesteps:
                 first = timesteps[0].repeat(len(indices))
@@ -255,9 +296,10 @@ class Processor:
                     masked = init_state.masked_latents_for(indices, generators).to(device, dtype)
                     mask = init_state.latent_mask_hard.to(device, dtype).expand(len(indices), -1, -1, -1)
                 inpaint = InpaintSetup(mask=mask, init_latents=init_latents, noise=noise, masked_image_latents=masked)
-        added_time_ids = _sdxl_time_ids(pipe, run, len(indices), device, dtype)
+        added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
+        _call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
@@ -269,9 +311,13 @@ class Processor:
         # hook point: the txt2img batch's latents are ready for a hires second pass
         if init_state is None and run.enable_hr and not control.should_stop():
             latents, hr_model, hr_warnings = hires.second_pass(hires.FirstPass(
-                self, run, model, conditioner, plan, indices, prompts, negatives, latents, control))
+                self.samplers, self.model_provider, self.upscalers, run, model, conditioner, plan, indices, prompts,
+                negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
+        samples = SampledLatents(latents)
+        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back
@@ -305,7 +351,8 @@ class Processor:
             "Size": f"{run.width}x{run.height}",
             "Model hash": run.sd_model_hash if opts.add_model_hash_to_info else None,
             "Model": run.sd_model_name if opts.add_model_name_to_info else None,
-            "VAE": run.sd_vae_name,
+            "VAE hash": run.sd_vae_hash if opts.add_vae_hash_to_info else None,
+            "VAE": run.sd_vae_name if opts.add_vae_name_to_info else None,
             "Variation seed": run.all_subseeds[index] if run.subseed_strength > 0 else None,
             "Variation seed strength": _number(run.subseed_strength) if run.subseed_strength > 0 else None,
             "Seed resize from": (f"{run.seed_resize_from_w}x{run.seed_resize_from_h}"
@@ -346,34 +393,6 @@ def _batch_control(control: StepControl, iteration: int, n_iter: int) -> StepCon
     return StepControl(on_step=control.on_step, should_stop=control.should_stop, consume_skip=control.consume_skip)
 
 
-def _timesteps(scheduler: Any, steps: int, device: torch.device) -> tuple[list[torch.Tensor], int]:
-    scheduler.set_timesteps(steps, device=device)
-    return list(scheduler.timesteps), steps
-
-
-def _img2img_timesteps(scheduler: Any, steps: int, strength: float,
-                       device: torch.device) -> tuple[list[torch.Tensor], int]:
-    """diffusers' img2img rule: run the last ``steps * strength`` steps of a ``steps``-step schedule."""
-    scheduler.set_timesteps(steps, device=device)
-    init_timestep = min(int(steps * strength), steps)
-    t_start = max(steps - init_timestep, 0)
-    order = getattr(scheduler, "order", 1)
-    timesteps = list(scheduler.timesteps[t_start * order:])
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(t_start * order)
-    return timesteps, max(init_timestep, 0)
-
-
-def _sdxl_time_ids(pipe: Any, run: ProcessingRun, batch: int, device: torch.device,
-                   dtype: torch.dtype) -> torch.Tensor | None:
-    if getattr(pipe.unet.config, "addition_embed_type", None) != "text_time":
-        return None
-    size = (run.height, run.width)
-    refiner = getattr(pipe.config, "requires_aesthetics_score", False)
-    ids = [*size, 0, 0, 6.0] if refiner else [*size, 0, 0, *size]
-    return torch.tensor([ids], dtype=dtype, device=device).repeat(batch, 1)
-
-
 # -- img2img / inpaint preparation ---------------------------------------------------------------------------------
 def resize_image(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
     """A1111 resize modes: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale (as 0 here)."""
@@ -396,6 +415,7 @@ def _fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     result = pixels.copy()
     for radius in (256, 64, 16, 4, 2):
+        cancellation.checkpoint()
         weight_img = Image.fromarray((keep[..., 0] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
         colour_img = Image.fromarray((pixels * keep).clip(0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(radius))
@@ -440,6 +460,7 @@ class InitState:
                     mask = mask.crop(crop_box)
         images = []
         for image in originals:
+            cancellation.checkpoint()  # large init images: each resize is a unit of work a cancel waits for
             if crop_box is not None:
                 image = image.crop(crop_box).resize((width, height), Image.Resampling.LANCZOS)
             else:

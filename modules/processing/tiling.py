@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from modules.processing.run import ProcessingRun
 
 CIRCULAR = "circular"
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
@@ -57,29 +60,22 @@ def pipeline_modules(pipe: Any) -> list[Any]:
 
 
 class TilingPatch:
-    """The processor's per-run preprocessor/finalizer pair: patch when ``run.tiling``, restore at the end."""
+    """The processor's per-run patch: circular padding when ``run.tiling``, restored when the run ends."""
 
     def __init__(self) -> None:
         self._active: dict[int, Patched] = {}
         self._lock = threading.Lock()
 
-    def apply(self, run: Any) -> None:
+    def apply(self, run: ProcessingRun) -> None:
         if not run.tiling or run.sd_model is None:
             return
         changed = make_circular(pipeline_modules(run.sd_model.pipe))
         with self._lock:
             self._active[id(run)] = changed
 
-    def finish(self, run: Any) -> None:
+    def finish(self, run: ProcessingRun) -> None:
         with self._lock:
             changed = self._active.pop(id(run), None)
         if changed:
             restore(changed)
 
-
-def install(processor: Any) -> TilingPatch:
-    """Attach tiling to a :class:`~modules.processing.processor.Processor`."""
-    patch = TilingPatch()
-    processor.prompt_preprocessors.append(patch.apply)
-    processor.finalizers.append(patch.finish)
-    return patch

@@ -1,6 +1,7 @@
 """Per-run providers of extra UNet inputs (ControlNet residuals), composed for one denoising pass.
 
-A provider is attached to a run (``run.unet_kwargs_providers``) by whatever feature needs it and is asked,
+A provider is attached to a run by whatever feature needs it (``run.unet_kwargs_providers``; ControlNet's own
+slot ``run.control_provider``, whose patches are undone when the run ends) and is asked,
 once per denoising pass (the first pass and a hires second pass), for a callback the engine calls at every
 step: ``callback(step_index, latent_input, embeds, added_cond_kwargs) -> dict`` merged into the UNet call
 (SDXL-type ControlNets need the same ``added_cond_kwargs`` as the UNet; a returned ``added_cond_kwargs`` replaces
@@ -10,34 +11,17 @@ also how diffusers' multi-ControlNet combines them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-UnetKwargs = Callable[[int, torch.Tensor, torch.Tensor, dict[str, Any] | None], dict[str, Any]]
+from modules.processing.run import DenoisePass, ProcessingRun, UnetKwargs, UnetKwargsProvider
 
 
-@dataclass
-class DenoisePass:
-    """What a provider needs to know about one denoising pass of one batch."""
-
-    run: Any  # ProcessingRun
-    pipe: Any
-    timesteps: Sequence[torch.Tensor]
-    width: int
-    height: int
-    batch_size: int
-    guidance: bool  # classifier-free guidance: latent_input holds [uncond, cond...] copies
-    second_pass: bool = False
-
-
-UnetKwargsProvider = Callable[[DenoisePass], UnetKwargs | None]
-
-
-def unet_kwargs_for(run: Any, denoise_pass: DenoisePass) -> UnetKwargs | None:
-    providers: Sequence[UnetKwargsProvider] = getattr(run, "unet_kwargs_providers", ())
+def unet_kwargs_for(run: ProcessingRun, denoise_pass: DenoisePass) -> UnetKwargs | None:
+    providers: list[UnetKwargsProvider] = list(run.unet_kwargs_providers)
+    if run.control_provider is not None:
+        providers.append(run.control_provider)
     callbacks = [callback for provider in providers if (callback := provider(denoise_pass)) is not None]
     if not callbacks:
         return None

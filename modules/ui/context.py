@@ -2,8 +2,8 @@
 
 The tabs see this narrow object, not the raw services: choices for dropdowns (checkpoints, samplers, styles,
 upscalers), token counting, and the per-browser-session record of the job a tab is waiting on (so Interrupt
-and Skip act on *this* user's job). Services written by other engineers (styles, scripts, upscalers) are read
-defensively with ``getattr``: a missing or different service hides a feature instead of breaking the page.
+and Skip act on *this* user's job). A service the warm-up has not built (or that failed) hides its feature
+instead of breaking the page.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from modules.core.paths import REPO_ROOT
+from modules.core.settings import Options, Settings
+from modules.extensions.script_api import Script
+from modules.jobs import JobQueue
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -26,25 +29,22 @@ PREFERRED_SAMPLERS = ("DPM++ 2M", "Euler a", "Euler")
 
 @dataclass
 class UiContext:
-    services: Any
+    services: Services
     _jobs: dict[tuple[str, str], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- services --------------------------------------------------------------------------------------------
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.services.settings
 
     @property
-    def options(self) -> Any:
+    def options(self) -> Options:
         return self.services.settings.options
 
     @property
-    def queue(self) -> Any:
+    def queue(self) -> JobQueue:
         return self.services.queue
-
-    def extension(self, name: str) -> Any:
-        return (getattr(self.services, "extensions", None) or {}).get(name)
 
     # -- choices ---------------------------------------------------------------------------------------------
     def checkpoint_titles(self, *, refresh: bool = False) -> list[str]:
@@ -81,12 +81,10 @@ class UiContext:
         return size if size is not None and 64 <= size <= 2048 and size % 8 == 0 else 512
 
     def vae_choices(self) -> list[str]:
-        folder = self.settings.model_paths.vae
-        names = []
-        if folder.is_dir():
-            names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".ckpt")
-                           or (p / "config.json").is_file())
-        return ["Automatic", "None", *names]
+        from modules.models.vae import list_vaes
+
+        vaes = list_vaes(self.settings.model_paths.vae, self.services.catalog.folder)
+        return ["Automatic", "None", *(vae.name for vae in vaes)]
 
     def sampler_names(self) -> list[str]:
         return [spec.name for spec in self.services.samplers.samplers]
@@ -109,22 +107,19 @@ class UiContext:
         return list(dict.fromkeys([*DEFAULT_EXTRAS_UPSCALERS, *self._upscaler_names()]))
 
     def _upscaler_names(self) -> list[str]:
-        service = self.extension("upscalers")
+        service = self.services.upscalers
         if service is None:
             return []
         try:
-            if hasattr(service, "names"):
-                return [str(name) for name in service.names()]
-            items = service.list() if callable(getattr(service, "list", None)) else list(service)
-            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
+            return [str(name) for name in service.names()]
         except Exception:
             log.exception("listing upscalers failed")
             return []
 
     def face_restorer_names(self) -> list[str]:
         """Installed face restorers (``GFPGAN``, ``CodeFormer``): the ``face_restoration_model`` choices."""
-        service = self.extension("faces")
-        if service is None or not callable(getattr(service, "names", None)):
+        service = self.services.faces
+        if service is None:
             return []
         try:
             return [str(name) for name in service.names()]
@@ -135,18 +130,17 @@ class UiContext:
     # -- styles ----------------------------------------------------------------------------------------------
     def style_names(self) -> list[str]:
         """Names from the styles service (``styles()`` -> dicts, as ``/sdapi/v1/prompt-styles``)."""
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None:
             return []
         try:
-            items = styles.styles() if callable(getattr(styles, "styles", None)) else getattr(styles, "styles", [])
-            return [str(item["name"] if isinstance(item, dict) else getattr(item, "name", item)) for item in items]
+            return [str(item["name"]) for item in styles.styles()]
         except Exception:
             log.exception("listing styles failed")
             return []
 
     def apply_styles(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None or not names:
             return prompt, negative
         new_prompt, new_negative = styles.apply(prompt, negative, names)
@@ -154,19 +148,19 @@ class UiContext:
 
     def save_style(self, name: str, prompt: str, negative: str) -> None:
         """Add or replace a style in ``styles.csv`` through the service's store (saved atomically there)."""
-        from modules.processing.prompt_parser import PromptStyle
+        from modules.processing.styles import PromptStyle
 
-        styles = self.extension("styles")
+        styles = self.services.styles
         if styles is None:
             raise RuntimeError("no styles service is installed")
-        store = styles.reload_if_changed() if hasattr(styles, "reload_if_changed") else styles.store
+        store = styles.reload_if_changed()
         store.set(PromptStyle(name, prompt, negative))
         store.save()
 
     # -- scripts ---------------------------------------------------------------------------------------------
-    def scripts(self, is_img2img: bool) -> list[Any]:
-        runner = self.extension("scripts")
-        if runner is None or not hasattr(runner, "scripts"):
+    def scripts(self, is_img2img: bool) -> list[Script]:
+        runner = self.services.scripts
+        if runner is None:
             return []
         try:
             return list(runner.scripts(is_img2img))
@@ -175,12 +169,21 @@ class UiContext:
             return []
 
     # -- tokens ----------------------------------------------------------------------------------------------
-    def token_count(self, text: str) -> tuple[int, int]:
-        """(tokens, limit): the limit grows in chunks of 75 as A1111's counter does."""
+    def token_count(self, text: str, *, is_positive: bool = True, steps: int = 20,
+                    styles: list[str] | None = None) -> tuple[int, int]:
+        """(tokens, limit): the limit grows in chunks of 75 as A1111's counter does. A1111's
+        ``before_token_counter`` callbacks see the text first and may change what is counted."""
+        callbacks = getattr(self.services, "callbacks", None)
+        if callbacks is not None and callbacks.has("before_token_counter"):
+            from modules.extensions.callbacks import BeforeTokenCounterParams
+
+            params = BeforeTokenCounterParams(text, steps, list(styles or []), is_positive)
+            callbacks.call("before_token_counter", params)
+            text = params.prompt
         tokenizer = None
         manager = self.services.manager
         if manager is not None and manager.current is not None:
-            tokenizer = getattr(manager.current.pipe, "tokenizer", None)
+            tokenizer = getattr(manager.current.pipe, "tokenizer", None)  # a diffusers pipeline may lack one
         if tokenizer is not None:
             try:
                 count = len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
@@ -204,6 +207,7 @@ class UiContext:
             return self._jobs.get((session, tab))
 
     # -- extensions ------------------------------------------------------------------------------------------
-    @staticmethod
-    def extensions_root() -> Any:
-        return REPO_ROOT / "extensions"
+    def extensions_root(self) -> Path:
+        """The folder extensions were loaded from (``services.extension_roots``; ``extensions/`` by default)."""
+        roots = getattr(self.services, "extension_roots", None)
+        return Path(roots[0]) if roots else REPO_ROOT / "extensions"

@@ -51,14 +51,13 @@ def extras_kind(ctx: UiContext) -> str:
 def result_images(ctx: UiContext, job: Any) -> list[str | Image.Image]:
     """The result's images as paths (files under the job's folder, or absolute) or decoded base64."""
     images: list[str | Image.Image] = []
-    generation = ctx.services.generation
-    folder = generation.results_root / job.id if generation is not None else None
+    folder = ctx.settings.data_paths.job_results / job.id
     for item in (job.result or {}).get("images", []):
         text = str(item)
         candidate = Path(text)
         if len(text) < 1024 and candidate.is_absolute() and candidate.is_file():
             images.append(text)
-        elif folder is not None and len(text) < 1024 and (folder / text).is_file():
+        elif len(text) < 1024 and (folder / text).is_file():
             images.append(str(folder / text))
         else:
             try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from pydantic import BaseModel
 
 from modules.core.errors import UserInputError
 from modules.upscalers.base import ResampleUpscaler, Upscaler
@@ -56,6 +57,12 @@ class UpscalerRegistry:
         return list(self._items.values())
 
 
+def esrgan_tile_settings(options: BaseModel) -> tuple[int, int]:
+    """(tile, overlap) from A1111's ``ESRGAN_tile``/``ESRGAN_tile_overlap`` options (kept as extra option keys)."""
+    extra = options.model_extra or {}
+    return (int(extra.get("ESRGAN_tile", DEFAULT_TILE)), int(extra.get("ESRGAN_tile_overlap", DEFAULT_TILE_OVERLAP)))
+
+
 class UpscalerService:
     """Upscalers for one models dir. Model networks are loaded lazily and the most recent one is kept."""
 
@@ -99,6 +106,9 @@ class UpscalerService:
     def get(self, name: str, field: str = "upscaler") -> Upscaler:
         return self.registry.get(name, field)
 
+    def names(self) -> builtins.list[str]:
+        return self.registry.names()
+
     def upscale(self, image: Image.Image, scale: float, name: str, field: str = "upscaler") -> Image.Image:
         return self.get(name, field).upscale(image, scale)
 
@@ -106,7 +116,7 @@ class UpscalerService:
         """A1111's ``/sdapi/v1/upscalers`` items."""
         items = []
         for upscaler in self.registry.items():
-            file = getattr(upscaler, "file", None)
+            file = upscaler.file if isinstance(upscaler, ModelUpscaler) else None
             items.append({
                 "name": upscaler.name,
                 "model_name": file.name if file is not None else None,

@@ -55,7 +55,8 @@ def start_server(services: Any, app: Any | None = None) -> RunningServer:
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    services.extensions.setdefault("server", server)
+    if services.lifecycle.server is None:
+        services.lifecycle.server = server
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -19,7 +19,7 @@ from modules.backends.adaptive import REFERENCE, ROUTE_TOLERANCE, AdaptiveUNet, 
 from modules.backends.auto import CpuFeatures, plan_cpu_routes
 from modules.backends.base import ComponentWrapper
 from modules.backends.onnxruntime_backend import OnnxRuntimeBackend
-from modules.backends.setup import install
+from modules.backends.setup import ExecutionSetup
 from modules.core.settings import CmdFlags, Options, Settings
 from modules.devices.select import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
@@ -46,6 +46,15 @@ def _services(tiny_models_dir: Path, data: Path, precision: str = "full") -> Any
     processor = Processor(samplers=build_default_registry(), model_provider=lambda run: manager.current)
     return SimpleNamespace(settings=settings, device=device, manager=manager,
                            generation=SimpleNamespace(processor=processor, status_texts=[]), extensions={})
+
+
+def install(services: Any) -> ExecutionSetup:
+    """The composition root's wiring of the execution setup (webui.wire_processing_core, step 3)."""
+    setup = ExecutionSetup(services.settings, services.device)
+    services.manager.on_model_loaded(setup.on_model_loaded)
+    services.generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
+    services.generation.status_texts.append(lambda: setup.status_text(services.manager.current))
+    return setup
 
 
 def _generate(services: Any, on_step: Any = None) -> tuple[np.ndarray, str]:
@@ -133,7 +142,6 @@ def test_calibration_picks_the_fastest_measured_route_and_the_export_joins_in_th
     data = tmp_path / "data"
     services = _services(tiny_models_dir, data)
     setup = install(services)
-    assert services.generation.status_texts == [setup.status_text]
     loaded = services.manager.ensure_loaded("tiny-sd")
     record = setup.applied[loaded.pipe]
     try:
@@ -141,7 +149,8 @@ def test_calibration_picks_the_fastest_measured_route_and_the_export_joins_in_th
         unet = loaded.pipe.unet
         assert isinstance(unet, AdaptiveUNet) and list(unet.routes) == [REFERENCE]
         texts: list[str | None] = []
-        before, info_before = _generate(services, lambda step, total, latents: texts.append(setup.status_text()))
+        status = services.generation.status_texts[0]
+        before, info_before = _generate(services, lambda step, total, latents: texts.append(status()))
         # while the export runs the job ran on PyTorch fp32, said so, and named no backend (plain diffusers)
         assert texts and all("ONNX Runtime fp32 export running in the background" in str(text) for text in texts)
         assert all(str(text).startswith("UNet on torch fp32") for text in texts)

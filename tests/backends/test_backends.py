@@ -17,6 +17,7 @@ from modules.backends.base import ComponentWrapper, ShapePolicy, active_backend
 from modules.backends.registry import BACKENDS, get_backend, load_builtin_backends, register_backend
 from modules.backends.torch_backend import TorchBackend
 from modules.core.errors import UnsupportedError
+from modules.core.settings import CmdFlags, Options, Settings
 
 PIXEL_TOLERANCE = 2
 
@@ -106,7 +107,7 @@ def test_tensorrt_fails_early_without_nvidia(loaded, tmp_path: Path) -> None:
 def test_infotext_names_the_backend(loaded, generate, tmp_path: Path) -> None:
     from modules.backends.setup import ExecutionSetup
 
-    setup = ExecutionSetup(services=None)
+    setup = ExecutionSetup(Settings(CmdFlags(), Options()), None)
     captured: list[dict] = []
     backend = get_backend("onnxruntime")
     backend.prepare(loaded, cache_dir=tmp_path, precision="fp32", include_vae=False)

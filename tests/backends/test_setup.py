@@ -1,4 +1,4 @@
-"""``install(services)``: the configured backend and memory policy are applied to each model the manager loads."""
+"""``ExecutionSetup``: the configured backend and memory policy are applied to each model the manager loads."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from modules.backends import auto
 from modules.backends.adaptive import AdaptiveUNet
 from modules.backends.base import ComponentWrapper, active_backend, restore_components
-from modules.backends.setup import install
+from modules.backends.setup import ExecutionSetup
 from modules.core.settings import CmdFlags, MemoryStrategyName, Options, QuantizationName, Settings
 from modules.devices.select import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
@@ -32,7 +32,15 @@ def _services(tiny_models_dir: Path, tmp_path: Path, options: Options) -> Any:
     manager = ModelManager(catalog, device)
     processor = Processor(samplers=build_default_registry(), model_provider=lambda run: manager.current)
     return SimpleNamespace(settings=settings, device=device, manager=manager,
-                           generation=SimpleNamespace(processor=processor), extensions={})
+                           generation=SimpleNamespace(processor=processor))
+
+
+def install(services: Any) -> ExecutionSetup:
+    """The composition root's wiring of the execution setup (webui.wire_processing_core, step 3)."""
+    setup = ExecutionSetup(services.settings, services.device)
+    services.manager.on_model_loaded(setup.on_model_loaded)
+    services.generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
+    return setup
 
 
 def _infotext(services: Any) -> str:
@@ -61,7 +69,6 @@ def test_install_applies_backend_on_load_and_names_it(tiny_models_dir: Path, tmp
         run = SimpleNamespace(sd_model=loaded, extra_generation_params={})
         services.generation.processor.prompt_preprocessors[0](run)
         assert run.extra_generation_params == {"Backend": "onnxruntime"}
-        assert services.extensions["execution"] is setup
     finally:
         restore_components(loaded.pipe)
 

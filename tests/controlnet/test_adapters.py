@@ -19,13 +19,13 @@ from modules.core.settings import Options
 from modules.devices.select import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.families import FAMILIES
-from modules.models.families.tiny import build_tiny_pipeline
 from modules.models.manager import ModelManager
 from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.processor import Processor
 from modules.processing.run import ProcessingRun
 from modules.processing.samplers import build_default_registry
 from tests.images import control_sketch, png_b64
+from tests.tiny_pipelines import build_tiny_pipeline
 
 FIELD = "alwayson_scripts.ControlNet.args"
 
@@ -177,10 +177,10 @@ def test_model_list_lists_controlnets_and_both_adapter_kinds(service: ControlNet
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from modules.controlnet.api import include_routes
+    from modules.api.controlnet import build_router
 
     app = FastAPI()
-    include_routes(app, SimpleNamespace(extensions={"controlnet": service}))
+    app.include_router(build_router(SimpleNamespace(controlnet=service)))
     names = TestClient(app).get("/controlnet/model_list").json()["model_list"]
     assert names == ["tiny-cn-sd15", "tiny-cn-xl", "tiny-cn-xl-b", "tiny-ip-sd15", "tiny-ip-xl", "tiny-t2i-sd15",
                      "tiny-t2i-xl", "tiny-t2i-xl-single"]  # the IP-Adapters' image encoder is not a model

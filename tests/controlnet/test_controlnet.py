@@ -172,10 +172,10 @@ def test_routes(service, controlnet_dir: Path) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from modules.controlnet.api import include_routes
+    from modules.api.controlnet import build_router
 
     app = FastAPI()
-    include_routes(app, SimpleNamespace(extensions={"controlnet": service}))
+    app.include_router(build_router(SimpleNamespace(controlnet=service)))
     client = TestClient(app)
     assert client.get("/controlnet/model_list").json() == {"model_list": ["tiny-cn", "tiny-cn-single"]}
     modules = client.get("/controlnet/module_list").json()

@@ -54,7 +54,7 @@ def test_prompt_editing_switches_at_the_right_step(easel: Any, txt2img: Any) -> 
 
 
 def test_lora_changes_output_and_leaves_no_trace(easel: Any, txt2img: Any) -> None:
-    networks = easel.extensions["networks"]
+    networks = easel.networks
     assert [lora["name"] for lora in networks.loras()] == ["tiny_lora"]
     before = np.asarray(txt2img(prompt="a cat").images[0])
     with_lora = txt2img(prompt="a cat <lora:tiny_lora:1>")
@@ -76,7 +76,7 @@ def test_missing_lora_is_a_warning(easel: Any, txt2img: Any) -> None:
 
 
 def test_embedding_is_used_by_name(easel: Any, txt2img: Any) -> None:
-    networks = easel.extensions["networks"]
+    networks = easel.networks
     listed = networks.embeddings()
     assert listed["loaded"]["tinyemb"]["vectors"] == 2 and listed["loaded"]["tinyemb"]["shape"] == 32
     result, probe = _probe_run(easel, txt2img, prompt="a tinyemb cat", steps=1)
@@ -87,7 +87,7 @@ def test_embedding_is_used_by_name(easel: Any, txt2img: Any) -> None:
 
 
 def test_styles_apply(easel: Any, txt2img: Any) -> None:
-    styles = easel.extensions["styles"].styles()
+    styles = easel.styles.styles()
     assert styles == [{"name": "blueish", "prompt": "{prompt}, blue", "negative_prompt": "green"}]
     result = txt2img(prompt="a cat", styles=["blueish"], steps=1)
     assert result.all_prompts == ["a cat, blue"] and result.all_negative_prompts == ["green"]

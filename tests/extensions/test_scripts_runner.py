@@ -13,7 +13,7 @@ from modules.processing.params import Img2ImgParams, Txt2ImgParams
 
 
 def test_discovery_titles_and_failures(easel: Any) -> None:
-    scripts = easel.extensions["scripts"]
+    scripts = easel.scripts
     titles = scripts.titles(False)
     assert "double steps" in titles and "x/y/z plot" in titles and "prompt matrix" in titles
     assert "tag everything" not in titles  # always-on scripts are not selectable
@@ -25,7 +25,7 @@ def test_discovery_titles_and_failures(easel: Any) -> None:
 
 
 def test_ui_defaults_and_script_info(easel: Any) -> None:
-    scripts = easel.extensions["scripts"]
+    scripts = easel.scripts
     runner = scripts.runner(False)
     tag = runner.script("Tag Everything")
     assert runner.defaults[tag.args_from:tag.args_to] == [False, "default-tag"]
@@ -40,7 +40,7 @@ def test_ui_defaults_and_script_info(easel: Any) -> None:
 
 
 def test_validate_api_arguments(easel: Any) -> None:
-    scripts = easel.extensions["scripts"]
+    scripts = easel.scripts
     with pytest.raises(UserInputError) as unknown:
         scripts.validate(Txt2ImgParams(script_name="no such script"))
     assert unknown.value.status_code == 422 and unknown.value.field == "script_name"
@@ -73,7 +73,7 @@ def test_selectable_script_via_params(easel: Any, txt2img: Any) -> None:
 
 
 def test_crashing_extension_is_isolated(easel: Any, txt2img: Any, caplog: pytest.LogCaptureFixture) -> None:
-    registry = easel.extensions["callbacks"]
+    registry = easel.callbacks
     before = len(registry.errors)
     with caplog.at_level(logging.ERROR):
         result = txt2img(prompt="a dog", steps=2)
@@ -81,7 +81,7 @@ def test_crashing_extension_is_isolated(easel: Any, txt2img: Any, caplog: pytest
     assert any(error.owner == "crashy" and "boom in cfg" in error.message for error in registry.errors[before:])
     assert "crashy" in caplog.text and "boom in process" in caplog.text
     # the other extension's CFG callback still ran at every step, with the batched (uncond + cond) input
-    module = type(easel.extensions["scripts"].runner(False).script("tag everything"))
+    module = type(easel.scripts.runner(False).script("tag everything"))
     calls = __import__(module.__module__, fromlist=["CFG_CALLS"]).CFG_CALLS
     assert [step for step, _ in calls[-2:]] == [0, 1] and calls[-1][1][0] == 2
 

@@ -13,7 +13,8 @@ from PIL import Image
 from modules.core.errors import UserInputError
 from modules.core.settings import CmdFlags, Options, Settings
 from modules.processing.extras import ExtrasService, parse_extras_payload
-from modules.processing.image_store import ImageStore, read_infotext
+from modules.processing.image_metadata import read_infotext
+from modules.processing.image_store import ImageStore
 from modules.upscalers.service import UpscalerService
 from tests.images import png_b64
 
@@ -88,7 +89,7 @@ def test_missing_face_restorer_is_a_note_not_a_failure(service: ExtrasService, s
 def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
     payload = {"imageList": [{"data": png_b64(_picture(seed=1)), "name": "one.png"},
                              {"data": "data:image/png;base64," + png_b64(_picture(16, 16, seed=2)), "name": "two.png"}],
-               "upscaler_1": "Lanczos", "upscaling_resize": 3, "_save_samples": True}
+               "upscaler_1": "Lanczos", "upscaling_resize": 3, "save_images": True}
     result = _run(service, payload, "batch")
     assert result["images"] == ["000.png", "001.png"]
     assert _open(settings, "batch", "001.png").size == (48, 48)
@@ -99,7 +100,7 @@ def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
 
 
 def test_generation_infotext_is_kept(service: ExtrasService) -> None:
-    from modules.processing.image_store import embed_infotext
+    from modules.processing.image_metadata import embed_infotext
 
     data = embed_infotext(_picture(), "a cat\nSteps: 3, Seed: 1", "png", 80)
     result = _run(service, {"image": base64.b64encode(data).decode(), "upscaler_1": "Lanczos"})
@@ -115,16 +116,18 @@ def test_unknown_upscaler_and_bad_image_name_their_fields(service: ExtrasService
     assert info.value.field == "image"
 
 
-def test_install_registers_services_and_runner(settings: Settings) -> None:
+def test_warm_up_registers_the_upscalers_and_the_extras_runner(settings: Settings) -> None:
     import webui
-    from modules import upscalers
 
     services = webui.build_services(settings)
     try:
-        upscalers.install(services)
+        webui.warm_up(services, load_model=False)
+        assert services.startup_error is None
         assert "extras" in services.runners
-        listed = services.extensions["upscalers"].list()
+        assert services.upscalers is not None and services.extras is not None
+        listed = services.upscalers.list()
         assert [item["name"] for item in listed][:3] == ["None", "Lanczos", "Nearest"]
-        assert services.extensions["upscalers"].latent_modes()[0] == {"name": "Latent"}
+        assert services.upscalers.latent_modes()[0] == {"name": "Latent"}
+        assert services.extras.face_restorers is services.faces
     finally:
         services.job_store.close()

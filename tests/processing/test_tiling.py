@@ -21,7 +21,6 @@ def model(loaded):
 
 def _generate(model, tiled: bool) -> tuple[np.ndarray, str]:
     processor = Processor(samplers=build_default_registry(), model_provider=lambda run: model)
-    tiling.install(processor)
     run = ProcessingRun(Txt2ImgParams(prompt="a red circle", steps=1, width=16, height=16, seed=3, tiling=tiled,
                                       sampler_name="Euler"), Options())
     result = processor.process(run)

@@ -112,7 +112,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root: Path = tmp_path_factory.mktemp("faces-ui")
     settings = Settings.load(["--data-dir", str(root / "data"), "--models-dir", str(root / "models")], {})
     services = webui.build_services(settings)
-    services.extensions["faces"] = _InstalledFaces()
+    services.faces = _InstalledFaces()
     try:
         blocks = build_blocks(services)
         yield {getattr(block, "elem_id", None): block for block in blocks.blocks.values()}
@@ -138,3 +138,4 @@ def test_extras_tab_payload_from_an_image() -> None:
     payload = extras_payload(Image.new("RGBA", (8, 8), "red"), EXTRAS_VALUES)
     params = parse_extras_payload(payload)
     assert isinstance(params, ExtrasSingleImageParams) and params.codeformer_weight == 0.25 and params.image
+

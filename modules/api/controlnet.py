@@ -4,10 +4,10 @@ request thread instead of the GPU queue."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
+
+from modules.services import ControlNetApi, Services
 
 API_VERSION = 2
 
@@ -20,17 +20,18 @@ class DetectRequest(BaseModel):
     controlnet_threshold_b: float = -1
 
 
-def _service(services: Any) -> Any:
-    service = services.extensions.get("controlnet")
+def _service(services: Services) -> ControlNetApi:
+    service = services.controlnet
     if service is None:  # before the warm-up: listing needs no torch, so build one on the spot
         from modules.controlnet.service import ControlNetService
 
-        service = ControlNetService(services.settings.model_paths.controlnet)
-        services.extensions.setdefault("controlnet", service)
+        built = ControlNetService(services.settings.model_paths.controlnet)
+        services.controlnet = built
+        return built
     return service
 
 
-def build_router(services: Any) -> APIRouter:
+def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/controlnet", tags=["controlnet"])
 
     @router.get("/version")
@@ -42,18 +43,13 @@ def build_router(services: Any) -> APIRouter:
         return _service(services).model_list(update)
 
     @router.get("/module_list")
-    def module_list(alias_names: bool = False) -> dict[str, Any]:
+    def module_list(alias_names: bool = False) -> dict[str, object]:
         return _service(services).module_list(alias_names)
 
     @router.post("/detect")
-    def detect(request: DetectRequest) -> dict[str, Any]:
+    def detect(request: DetectRequest) -> dict[str, object]:
         return _service(services).detect(request.controlnet_module, request.controlnet_input_images,
                                          request.controlnet_processor_res, request.controlnet_threshold_a,
                                          request.controlnet_threshold_b)
 
     return router
-
-
-def include_routes(app: FastAPI, services: Any) -> None:
-    app.include_router(build_router(services))
-

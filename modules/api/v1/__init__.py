@@ -1,0 +1,1 @@
+"""AUTOMATIC1111's ``/sdapi/v1`` routes, one router per area."""
