@@ -521,13 +521,17 @@ def bench_pipeline(args: argparse.Namespace, log: Callable[[str], None] = print)
                 if hasattr(getattr(current, name), "used")}
         job = {"path": label, **_job_times(marks, begun, finished), "routes_used": used,
                "progress_texts": sorted(set(texts)), "infotext": result.infotexts[0].splitlines()[-1]}
-        if "plain" in images:  # the same seed, sampler and steps as the plain job: how far the picture moved
-            pixels = np.asarray(result.images[0].convert("RGB")).astype(np.int16)
-            diff = np.abs(pixels - images["plain"])
-            mse = float((diff.astype(np.float64) ** 2).mean())
-            job["vs_plain"] = {"mean_abs": round(float(diff.mean()), 2), "max_abs": int(diff.max()),
-                               "psnr_db": round(10 * np.log10(255 ** 2 / mse), 1) if mse else None}
+        images[label] = np.asarray(result.images[0].convert("RGB")).astype(np.int16)
         return job
+
+    def pixels_vs_plain(label: str) -> dict[str, Any] | None:
+        """The same seed, sampler and steps as the plain job: how far the picture moved."""
+        if "plain" not in images or label not in images:
+            return None
+        diff = np.abs(images[label] - images["plain"])
+        mse = float((diff.astype(np.float64) ** 2).mean())
+        return {"mean_abs": round(float(diff.mean()), 2), "max_abs": int(diff.max()),
+                "psnr_db": round(float(10 * np.log10(255 ** 2 / mse)), 1) if mse else None}
 
     def note(job: dict[str, Any]) -> None:
         job["composed_s"] = round(_composed(job, args.compose_steps), 1)
@@ -545,6 +549,9 @@ def bench_pipeline(args: argparse.Namespace, log: Callable[[str], None] = print)
                 log("waiting for the background export")
                 export.wait()
             note(run_easel(services, "easel"))
+    for job in results["jobs"]:
+        if not job["path"].startswith("plain"):
+            job["vs_plain"] = pixels_vs_plain(job["path"])
     if export is not None:
         results["export"] = {"route": export.route_name, "state": export.state, "error": export.error,
                              "seconds": round(export.finished - export.started, 1)}
@@ -596,6 +603,7 @@ def bench_pipeline(args: argparse.Namespace, log: Callable[[str], None] = print)
         with torch.no_grad():
             job = run_easel(services2, "easel after restart")
         job["composed_s"] = round(_composed(job, args.compose_steps), 1)
+        job["vs_plain"] = pixels_vs_plain(job["path"])
         second["job"] = job
         second["speedup"] = round(plain_composed / job["composed_s"], 2)
         summary["after_restart_job_s"] = job["composed_s"]
