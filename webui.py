@@ -81,6 +81,9 @@ def job_model(services: Services, job: Job) -> str | None:
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
+        from modules.core.lazy_imports import hide_from_library_probes
+
+        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
         wire_processing_core(services)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
@@ -131,6 +134,7 @@ def wire_processing_core(services: Services) -> None:
     execution = ExecutionSetup(settings, device)
     manager.on_model_loaded(execution.on_model_loaded)
     processor.prompt_preprocessors.append(execution.infotext_preprocessor)
+    generation.status_texts.append(lambda: execution.status_text(manager.current))
     # 4. upscalers (hires fix, extras) and face restoration (generation, extras)
     upscalers = UpscalerService(settings.model_paths.esrgan, device=device.device, allow_pickle=flags.allow_pickle,
                                 tile_settings=lambda: esrgan_tile_settings(settings.options))

@@ -50,6 +50,9 @@ class GenerationService:
     customizers: list[RunCustomizer] = field(default_factory=list)
     executors: list[RunExecutor] = field(default_factory=list)
     extra_hooks: list[ProcessingHooks] = field(default_factory=list)
+    #: Progress text sources read on each step (the execution setup says which backend runs, and a background
+    #: export while it lasts); the non-empty ones are joined into the job's ``textinfo``.
+    status_texts: list[Callable[[], str | None]] = field(default_factory=list)
     processor: Processor = field(init=False)
     vaes: VaeService = field(init=False)
 
@@ -65,7 +68,7 @@ class GenerationService:
         if params_cls is None:
             raise UserInputError("kind", f"unknown job kind {job.kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
         params = params_cls.model_validate(job.payload)
-        result = self.generate(params, control=_control_for(ctx, self.settings),
+        result = self.generate(params, control=_control_for(ctx, self.settings, self.status_texts),
                                save_samples=params.save_images)
         return self.store_result(job.id, result)
 
@@ -178,7 +181,8 @@ class GenerationService:
         shutil.rmtree(self.results_root / job.id, ignore_errors=True)
 
 
-def _control_for(ctx: Any, settings: Settings) -> StepControl:
+def _control_for(ctx: Any, settings: Settings,
+                 status_texts: list[Callable[[], str | None]] | None = None) -> StepControl:
     """Bind the engine's step callbacks to a job context: progress, live previews, interrupt and skip."""
     from modules.processing.preview import PreviewMaker
 
@@ -186,6 +190,7 @@ def _control_for(ctx: Any, settings: Settings) -> StepControl:
 
     def on_step(step: int, total: int, latents: Any) -> None:
         preview = previews.maybe(step, total, latents)
-        ctx.report(step, total, preview=preview)
+        texts = [text for text in (source() for source in status_texts or ()) if text]
+        ctx.report(step, total, preview=preview, textinfo="; ".join(texts) if texts else None)
 
     return StepControl(on_step=on_step, should_stop=ctx.should_stop, consume_skip=ctx.consume_skip)
