@@ -136,8 +136,8 @@ def test_a_removed_node_gives_its_job_to_a_worker_on_another_node(ray_cluster, c
     doomed_pid = int(Path(f"{gate}.running").read_text())
     # a second queue object only to borrow a worker on the head node
     rescue = cluster_queue(1, start=False, store=JobStore(":memory:"))
-    survivor = rescue._slots[0].worker
-    rescue._slots.clear()
+    survivor = rescue._drivers[0].worker
+    rescue._drivers.clear()
 
     ray_cluster.remove_node(node)
     _wait_for(lambda: queue.get(held.id).status is JobStatus.QUEUED and queue.get(held.id).attempt == 1)
