@@ -24,6 +24,7 @@ import sys
 import venv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 if sys.version_info < (3, 10):  # noqa: UP036 - the one place that must say this clearly on an old Python
     sys.exit(f"Easel needs Python >= 3.10 (this is {sys.version.split()[0]})")
@@ -87,13 +88,37 @@ def reexec(python: Path, argv: Sequence[str]) -> int:
     return 0  # unreachable
 
 
-def run_pip(args: Sequence[str]) -> None:
-    """``python -m pip install ...`` with the running interpreter; a failure stops the launch with its code."""
+def run_pip(args: Sequence[str] | str, desc: str | None = None, live: bool | None = None) -> Any:
+    """``python -m pip install ...`` with the running interpreter; a failure stops the launch with its code.
+
+    A string is A1111's ``launch.run_pip(command, desc)`` as extensions' ``install.py`` call it
+    (``"install x"``: the whole pip command line; a failure raises ``RuntimeError``).
+    """
+    if isinstance(args, str):
+        from modules import launch_utils
+
+        return launch_utils.run_pip(args, desc, live if live is not None else launch_utils.default_command_live)
     command = [sys.executable, "-m", "pip", "install", *args]
     log.info("running: %s", " ".join(command))
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"easel: pip failed (exit code {completed.returncode}): {' '.join(command)}")
+    return None
+
+
+A1111_NAMES = ("args", "python", "git", "index_url", "dir_repos", "run", "is_installed", "repo_dir",
+               "check_run_python", "git_clone", "git_pull_recursive", "commit_hash", "git_tag", "requirements_met",
+               "list_extensions", "run_extension_installer", "default_command_live", "re_requirement")
+
+
+def __getattr__(name: str) -> Any:
+    """A1111's ``launch`` helpers for extensions' ``install.py`` (``launch.is_installed``, ``launch.run`` ...),
+    imported on first use from :mod:`modules.launch_utils` (standard library only)."""
+    if name in A1111_NAMES:
+        from modules import launch_utils
+
+        return getattr(launch_utils, name)
+    raise AttributeError(f"module 'launch' has no attribute {name!r}")
 
 
 def ensure_installed(*, test: bool, reinstall: bool, use_directml: bool, use_cpu: bool, cluster: bool = False) -> bool:

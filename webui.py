@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
@@ -53,7 +53,15 @@ def build_services(settings: Settings) -> Services:
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
                         catalog=catalog, image_store=image_store)
     holder["services"] = services
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
 
 
 def job_model(services: Services, job: Job) -> str | None:
@@ -141,6 +149,9 @@ def wire_processing_core(services: Services) -> None:
     services.controlnet = controlnet
     # 6. the A1111 façade, prompt features (styles, wildcards, LoRA, embeddings), scripts and extensions
     binding = compat.bind(services)
+    from modules.extensions.setup import prepare_runtime
+
+    prepare_runtime(services, binding, services.extension_roots)
     extensions = build_extension_services(settings, lambda: manager.current, binding.callbacks,
                                           builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
     processor.prompt_preprocessors.append(extensions.prompt_features.preprocess)
@@ -181,6 +192,10 @@ def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> thre
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+        if services.startup_error is None:
+            from modules.extensions.setup import app_started
+
+            app_started(services, app)
 
     thread = threading.Thread(target=work, name="easel-warmup", daemon=True)
     thread.start()
@@ -199,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.load(arguments, os.environ)
+    settings = Settings.load(arguments, os.environ, extend_parser=extension_flags(arguments))
     for warning in settings.load_warnings:
         log.warning(warning)
     services = build_services(settings)
@@ -220,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.run()
     finally:
+        from modules.extensions.setup import stop as stop_extensions
+
+        stop_extensions(services, restarting=services.lifecycle.restart_requested)
         services.queue.stop()
         services.queue.close_workers()
         services.job_store.close()
@@ -229,6 +247,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os.execv(command[0], command)  # same PID; the port and the queue's file lock were released above
     return 0
+
+
+def extension_flags(arguments: Sequence[str]) -> Callable[[Any], None]:
+    """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
+
+    def extend(parser: Any) -> None:
+        from modules.core.paths import REPO_ROOT
+        from modules.extensions.preload import preload_extensions
+
+        preload_extensions(parser, arguments, [REPO_ROOT / "extensions"])
+
+    return extend
 
 
 def restart_command() -> list[str]:

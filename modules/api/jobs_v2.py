@@ -61,6 +61,7 @@ from modules.api.errors import error_response, job_error
 from modules.api.schemas import JobList, JobSubmitted, JobView, WorkerList
 from modules.api.v1.progress import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.jobs import Job, JobEvent, JobStatus, JobSummary, validate_job_id
 from modules.processing.params import PARAMS_BY_KIND
 from modules.services import Services
@@ -154,6 +155,7 @@ def build_router(services: Services) -> APIRouter:
     @router.post("/jobs", status_code=202, response_model=JobSubmitted)
     async def submit_job(body: dict[str, Any] = Body(..., examples=[SUBMIT_EXAMPLE])) -> dict[str, Any]:
         """Queue a txt2img/img2img job; answers at once with its id (see the module doc for the body forms)."""
+        await generation.wait_ready(services)  # script names and the runners are known only after the warm-up
         kind, raw, prefix = _parse_submission(body)
         try:
             params = generation.validate_params(PARAMS_BY_KIND[kind], raw)
@@ -201,7 +203,8 @@ def build_router(services: Services) -> APIRouter:
         if not 0 <= index < len(paths):
             raise NotFoundError(f"job {job_id!r} has no result image {index} ({len(paths)} available)")
         path = paths[index]
-        if not await asyncio.to_thread(path.is_file):
+        results = services.settings.data_paths.job_results  # the job's folder itself may not be a link out either
+        if not await asyncio.to_thread(regular_file_inside, path, results):
             raise NotFoundError(f"result image {index} of job {job_id!r} is no longer on disk")
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type)

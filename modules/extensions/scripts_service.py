@@ -35,14 +35,17 @@ class ScriptsService:
     extension_roots: list[Path]
     disabled: Callable[[], Iterable[str]] = lambda: ()
     allow_install: bool = False
+    launch_args: Callable[[], dict[str, Any]] = dict
     extensions: list[Extension] = field(default_factory=list)
     errors: list[ScriptError] = field(default_factory=list)
     runners: dict[bool, ScriptRunner] = field(default_factory=dict)
+    install_results: list[Any] = field(default_factory=list)
 
     def load(self) -> None:
         """Discover, (optionally) install, and load every script; reports problems, never raises."""
         self.extensions = discover_extensions(self.extension_roots, self.disabled())
-        run_install_scripts(self.extensions, allowed=self.allow_install)
+        self.install_results = run_install_scripts(self.extensions, allowed=self.allow_install,
+                                                   launch_args=self.launch_args())
         for extension in self.extensions:
             for problem in extension.problems:
                 log.warning("extension %s: %s", extension.name, problem)
@@ -95,6 +98,28 @@ class ScriptsService:
     def extensions_info(self) -> list[dict[str, Any]]:
         """``/sdapi/v1/extensions`` entries."""
         return [_extension_info(extension) for extension in self.extensions]
+
+    def extension_status(self) -> list[dict[str, Any]]:
+        """Per extension: ``status`` is ``disabled``, ``incompatible`` (it needs an A1111 internal that Easel's
+        diffusers core does not have; ``reason`` says which), ``error`` (a script failed to load) or ``ok``;
+        ``problems`` lists every load error and metadata problem."""
+        status = []
+        for extension in self.extensions:
+            errors = [error for error in self.errors if error.owner == extension.name]
+            refused = [error for error in errors if error.incompatible]
+            if not extension.enabled:
+                state, reason = "disabled", "disabled in settings"
+            elif refused:
+                state, reason = "incompatible", refused[0].message
+            elif errors:
+                state, reason = "error", errors[0].message
+            else:
+                state, reason = "ok", ""
+            status.append({"name": extension.name, "enabled": extension.enabled, "status": state, "reason": reason,
+                           "needs": sorted({error.incompatible for error in refused if error.incompatible}),
+                           "problems": [*extension.problems, *(f"{Path(error.where).name}: {error.message}"
+                                                               for error in errors)]})
+        return status
 
     # -- generation wiring -----------------------------------------------------------------------------------
     def customize(self, run: Any, params: Any) -> None:

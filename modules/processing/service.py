@@ -19,9 +19,12 @@ from typing import Any
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
+from modules.models.vae import VaeService
 from modules.processing import hires
 from modules.processing.engine import StepControl
-from modules.processing.image_store import ImageStore, decode_base64_image, embed_infotext
+from modules.processing.image_codec import decode_base64_image
+from modules.processing.image_metadata import embed_infotext
+from modules.processing.image_store import ImageStore
 from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun
@@ -48,10 +51,13 @@ class GenerationService:
     executors: list[RunExecutor] = field(default_factory=list)
     extra_hooks: list[ProcessingHooks] = field(default_factory=list)
     processor: Processor = field(init=False)
+    vaes: VaeService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.vaes = VaeService(self.settings.model_paths.vae, self.manager.catalog.folder,
+                               allow_pickle=self.settings.flags.allow_pickle)
         self.processor = Processor(samplers=self.samplers, model_provider=self._model_for,
-                                   save_image=self._save_sample)
+                                   save_image=self._save_sample, vaes=self.vaes)
 
     # -- the job runner ---------------------------------------------------------------------------------------
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
@@ -133,7 +139,8 @@ class GenerationService:
             extra={"steps": run.steps, "cfg": run.cfg_scale, "width": run.width, "height": run.height,
                    "sampler": run.sampler_name, "model_name": run.sd_model_name, "model_hash": run.sd_model_hash,
                    "job_timestamp": run.job_timestamp, "all_seeds": run.all_seeds,
-                   "batch_number": run.batch_index, "generation_number": request.index})
+                   "batch_number": run.batch_index, "generation_number": request.index},
+            context=run)
         return str(path)
 
     def store_result(self, job_id: str, result: ProcessedResult) -> dict[str, Any]:

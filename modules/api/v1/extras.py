@@ -62,13 +62,16 @@ def build_router(services: Services) -> APIRouter:
         """Generation parameters stored in an image (PNG text, EXIF UserComment, NovelAI)."""
         if not request.image.strip():
             return {"info": "", "items": {}, "parameters": {}}
-        return await asyncio.to_thread(_png_info, request.image)
+        return await asyncio.to_thread(_png_info, request.image, services.callbacks)
 
     return router
 
 
-def _png_info(data: str) -> dict[str, Any]:
-    from modules.processing.image_store import decode_base64_image, read_infotext
+def _png_info(data: str, callbacks: Any = None) -> dict[str, Any]:
+    """The stored infotext and its parameters, after A1111's ``infotext_pasted`` callbacks (which may change
+    them) have run."""
+    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_metadata import read_infotext
     from modules.processing.infotext import parse_infotext
 
     image = decode_base64_image(data, "image")
@@ -77,4 +80,7 @@ def _png_info(data: str) -> dict[str, Any]:
              for key, value in items.items()}
     if text is None:
         return {"info": "", "items": items, "parameters": {}}
-    return {"info": text, "items": {"parameters": text, **items}, "parameters": parse_infotext(text)}
+    parameters = parse_infotext(text)
+    if callbacks is not None:
+        callbacks.call("infotext_pasted", text, parameters)
+    return {"info": text, "items": {"parameters": text, **items}, "parameters": parameters}
