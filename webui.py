@@ -47,11 +47,33 @@ def build_services(settings: Settings) -> Services:
 
     job_store = JobStore(settings.data_paths.queue_db, retention_count=settings.options.job_retention_count,
                          on_prune=delete_result)
-    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx))
+    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx),
+                     model_of=lambda job: job_model(holder["services"], job),
+                     fairness_seconds=lambda: settings.options.worker_fairness_seconds)
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
                         catalog=catalog, image_store=image_store)
     holder["services"] = services
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
+
+
+def job_model(services: Services, job: Job) -> str | None:
+    """The checkpoint a job will use (its override, else the current option) as the catalog titles it: what
+    model affinity compares with the models a worker has loaded (the in-process worker reports none)."""
+    overrides = job.payload.get("override_settings")
+    wanted = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
+    name = wanted if isinstance(wanted, str) and wanted else services.settings.options.sd_model_checkpoint
+    if not name:
+        return None
+    entry = services.catalog.find(name)
+    return entry.title if entry is not None else name
 
 
 def warm_up(services: Services, *, load_model: bool = True) -> None:
@@ -161,7 +183,7 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services)
+        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -197,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(warning)
     services = build_services(settings)
     app = create_app(services)
+    if settings.flags.uses_cluster:
+        from webui_worker import start_cluster_workers
+
+        start_cluster_workers(services)
     services.queue.start()
     start_background(services, app, with_ui=not settings.flags.nowebui)
     flags = settings.flags
@@ -213,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         stop_extensions(services, restarting=services.lifecycle.restart_requested)
         services.queue.stop()
+        services.queue.close_workers()
         services.job_store.close()
     if services.lifecycle.restart_requested:
         command = restart_command()

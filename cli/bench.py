@@ -1,6 +1,6 @@
 """Benchmarks, measured rather than asserted.
 
-Two modes:
+Three modes:
 
 * end-to-end (default): Easel txt2img through :class:`modules.processing.processor.Processor` ÷ plain diffusers
   ``pipe()`` for the same model, steps and size; runs interleaved, median ratio printed. Model: the embedded
@@ -17,6 +17,9 @@ Two modes:
   hardware is two orders of magnitude slower than fp32. Peak RSS and each variant's resident-memory growth are
   reported. ``openvino:auto`` runs OpenVINO's default precision hint for the CPU; where that equals an explicit
   variant's hint the compiled model is shared and the row says so.
+
+* ``--workers``: the job queue over 1, 2 and 4 Ray workers running simulated (sleep-per-step) jobs: jobs/s,
+  dispatch overhead per job and the time from a worker's death to its job running again (``cli/bench_workers.py``).
 
 Example: ``venv/bin/python cli/bench.py --unet --sizes 256 512 --batch 2 --reps 3 --threads 1 --out .bench/x.json``
 """
@@ -378,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the JSON result (and a .md table) here")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=64, help="end-to-end image size")
+    parser.add_argument("--workers", action="store_true", help="job dispatch over 1, 2 and 4 Ray workers")
+    parser.add_argument("--worker-counts", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--jobs", type=int, default=48, help="--workers: jobs per round")
+    parser.add_argument("--step-seconds", type=float, default=0.02, help="--workers: simulated seconds per step")
+    parser.add_argument("--kills", type=int, default=3, help="--workers: worker deaths to time")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -387,7 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    result = bench_unet(args, log) if args.unet else bench_end_to_end(args)
+    if args.workers:
+        from cli.bench_workers import bench_workers
+
+        result = bench_workers(tuple(args.worker_counts), jobs=args.jobs, steps=args.steps,
+                               step_seconds=args.step_seconds, kills=args.kills)
+    else:
+        result = bench_unet(args, log) if args.unet else bench_end_to_end(args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"modules.{name}")  # A1111's modules.scripts imports these
     if name == "scripts_data":
         service = _scripts_service()
-        return [] if service is None else service.scripts(False) + service.scripts(True)
+        return [] if service is None else [*service.scripts(False), *service.scripts(True)]
     raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modules.core import cancellation
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
 from modules.jobs import Job, JobContext, JobQueue, JobStore
@@ -197,7 +198,8 @@ class Services:
         runner = self.runners.get(job.kind)
         if runner is None:
             raise EaselError(f"no runner for job kind {job.kind!r}; known: {', '.join(sorted(self.runners))}")
-        return runner(job, ctx)
+        with cancellation.bound_to(ctx):  # every long loop inside the runner sees this job's cancel/interrupt
+            return runner(job, ctx)
 
     def require_manager(self) -> ModelManagerService:
         """The model manager, for code that runs only after the warm-up (job runners)."""

@@ -14,6 +14,7 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.core.errors import UserInputError
 from modules.processing import fix_seed, process_images
 
 
@@ -33,7 +34,8 @@ class Script(scripts.Script):
             variations_delimiter: str = "comma", margin_size: int = 0) -> Any:
         fix_seed(p)
         if prompt_type not in ("positive", "negative"):
-            raise ValueError(f"prompt_type must be 'positive' or 'negative', not {prompt_type!r}")
+            raise UserInputError("script_args[2] (prompt_type)",
+                                 f"must be 'positive' or 'negative', not {prompt_type!r}")
         original = p.prompt if prompt_type == "positive" else p.negative_prompt
         parts = [part.strip() for part in original.split("|")]
         base, optional = parts[0], parts[1:]

@@ -15,6 +15,7 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import shared
+from modules.core.errors import UserInputError
 from modules.processing import Processed, fix_seed, process_images
 
 
@@ -69,7 +70,10 @@ class Script(scripts.Script):
     def run(self, p: Any, checkbox_iterate: bool = False, checkbox_iterate_batch: bool = False,
             prompt_position: str = "start", prompt_txt: str = "") -> Any:
         lines = [line for line in (prompt_txt or "").splitlines() if line.strip()]
-        jobs = [parse_line(line) for line in lines]
+        try:
+            jobs = [parse_line(line) for line in lines]
+        except ValueError as exc:  # a line the user wrote: a 422 naming the argument, not a 500
+            raise UserInputError("script_args[3] (prompt_txt)", str(exc)) from None
         if checkbox_iterate or checkbox_iterate_batch:
             fix_seed(p)
         shared.state.job_count = sum(job.get("n_iter", p.n_iter) for job in jobs)

@@ -14,6 +14,7 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.core.errors import UserInputError
 from modules.processing import Processed, fix_seed, process_images
 
 
@@ -22,12 +23,14 @@ def upscaler_name(value: Any) -> str:
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
         index = int(value)
         if not 0 <= index < len(names):
-            raise ValueError(f"SD upscale: upscaler index {index} out of range 0..{len(names) - 1}")
+            raise UserInputError("script_args[2] (upscaler_index)",
+                                 f"SD upscale: upscaler index {index} out of range 0..{len(names) - 1}")
         return names[index]
     for name in names:
         if name.lower() == str(value).lower():
             return name
-    raise ValueError(f"SD upscale: upscaler {value!r} not found; available: {', '.join(names)}")
+    raise UserInputError("script_args[2] (upscaler_index)",
+                         f"SD upscale: upscaler {value!r} not found; available: {', '.join(names)}")
 
 
 class Script(scripts.Script):

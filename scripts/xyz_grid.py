@@ -1,13 +1,16 @@
 """X/Y/Z plot: sweep up to three parameters and assemble a labelled grid (a built-in script).
 
-Written only against the public A1111 script API, like any extension. Positional ``script_args`` (API
-``script_name: "x/y/z plot"``)::
+Written against the public A1111 script API, like any extension (plus Easel's ``UserInputError``). Positional
+``script_args`` (API ``script_name: "x/y/z plot"``)::
 
     [x_type, x_values, x_values_dropdown, y_type, y_values, y_values_dropdown, z_type, z_values,
      z_values_dropdown, draw_legend, include_lone_images, include_sub_grids, no_fixed_seeds,
      vary_seeds_x, vary_seeds_y, vary_seeds_z, margin_size, csv_mode]
 
-``*_type`` is an index into :data:`AXES` (below) or the axis name itself ("Steps"); ``*_values`` is text:
+``*_type`` is A1111 v1.10.1's index into the axis list of the tab (txt2img: 4 = Steps, 6 = CFG Scale;
+img2img: 5 = CFG Scale, 6 = Image CFG Scale; see :data:`AXES`) or the axis label itself ("Steps"). An axis
+Easel cannot sweep, an unknown one, or a value it cannot apply is a ``UserInputError`` (HTTP 422) naming the
+``script_args`` position, raised before any image is made where possible. ``*_values`` is text:
 ``1-5``, ``1-10 (+2)`` (step), ``1-10 [5]`` (count), float ranges, or a comma list (CSV quoting allowed).
 ``*_values_dropdown`` (a list) replaces the text for axes with choices. The result holds the grid first (with
 the Z sub-grids after it when asked), then every image when ``include_lone_images``.
@@ -28,6 +31,7 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.core.errors import UserInputError
 from modules.processing import Processed, fix_seed, process_images
 
 RE_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)(?:\s*\(([+-]?\d+)\s*\))?\s*$")
@@ -39,12 +43,17 @@ RE_RANGE_FLOAT_COUNT = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?)\s*-\s*([+-]?\d+(?:\
 
 @dataclass
 class Axis:
+    """One entry of A1111 v1.10.1's axis list. ``apply`` None: an axis Easel cannot sweep (its reason says why);
+    choosing it is a 422 naming the script argument, never a silently wrong grid."""
+
     label: str
     kind: type  # int, float or str
-    apply: Callable[[Any, Any, list[Any]], None]
+    apply: Callable[[Any, Any, list[Any]], None] | None
+    tab: str | None = None  # "txt2img" / "img2img": only on that tab's list (A1111's AxisOptionTxt2Img/Img2Img)
     format_label: Callable[[Axis, Any], str] | None = None
     choices: Callable[[], list[str]] | None = None
     prepare: Callable[[list[str]], list[Any]] | None = None
+    reason: str = ""
 
     def label_for(self, value: Any) -> str:
         if self.format_label is not None:
@@ -66,10 +75,17 @@ def _override(key: str) -> Callable[[Any, Any, list[Any]], None]:
     return apply
 
 
+class AxisValueError(UserInputError):
+    """A value of an axis Easel cannot apply; names the ``*_values`` argument once :meth:`Script.run` knows it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("values", message)
+
+
 def _prompt_sr(p: Any, value: str, values: list[str]) -> None:
     search = values[0]
     if search not in p.prompt and search not in p.negative_prompt:
-        raise RuntimeError(f"Prompt S/R did not find {search!r} in the prompt or the negative prompt")
+        raise AxisValueError(f"Prompt S/R did not find {search!r} in the prompt or the negative prompt")
     p.prompt = p.prompt.replace(search, value)
     p.negative_prompt = p.negative_prompt.replace(search, value)
 
@@ -91,11 +107,25 @@ def _permutations(values: list[str]) -> list[Any]:
 
 def _size(p: Any, value: str, values: list[Any]) -> None:
     width, _, height = str(value).lower().partition("x")
-    p.width, p.height = int(width), int(height or width)
+    try:
+        p.width, p.height = int(width), int(height or width)
+    except ValueError:
+        raise AxisValueError(f"Size {value!r} is not WIDTHxHEIGHT") from None
 
 
 def _styles(p: Any, value: str, values: list[Any]) -> None:
     p.styles = [*p.styles, *(part.strip() for part in str(value).split(",") if part.strip())]
+
+
+def _face_restore(p: Any, value: str, values: list[Any]) -> None:
+    """A1111's values: a restorer name (CodeFormer, GFPGAN) turns restoration on with it; else true/false."""
+    text = str(value).strip().lower()
+    models = {"codeformer": "CodeFormer", "gfpgan": "GFPGAN"}
+    if text in models:
+        p.restore_faces = True
+        _override("face_restoration_model")(p, models[text], values)
+    else:
+        p.restore_faces = text in ("true", "yes", "y", "1")
 
 
 def _format_order(axis: Axis, value: Any) -> str:
@@ -106,41 +136,103 @@ def _format_plain(axis: Axis, value: Any) -> str:
     return f"{axis.label}: {value}"
 
 
+def _format_value(axis: Axis, value: Any) -> str:
+    return str(value)
+
+
 def _style_names() -> list[str]:
     store = shared.prompt_styles
     return list(store.names()) if store is not None else []
 
 
+def _unsupported(label: str, kind: type, reason: str, tab: str | None = None) -> Axis:
+    return Axis(label, kind, None, tab=tab, reason=reason)
+
+
+_K_DIFFUSION = "a k-diffusion sampler setting; Easel samples with diffusers schedulers"
+_SCHEDULE = "a k-diffusion sigma schedule setting; Easel's schedules are diffusers schedulers"
+
+# A1111 v1.10.1's axis_options, in its order: an API client's integer axis type indexes the list of its tab
+# (txt2img drops the img2img-only entries and the other way round), so the order is the contract.
 AXES: list[Axis] = [
     Axis("Nothing", str, lambda p, v, vs: None, format_label=lambda axis, v: ""),
     Axis("Seed", int, _set("seed")),
     Axis("Var. seed", int, _set("subseed")),
     Axis("Var. strength", float, _set("subseed_strength")),
     Axis("Steps", int, _set("steps")),
+    Axis("Hires steps", int, _set("hr_second_pass_steps"), tab="txt2img"),
     Axis("CFG Scale", float, _set("cfg_scale")),
-    Axis("Prompt S/R", str, _prompt_sr, format_label=lambda axis, v: str(v)),
+    Axis("Image CFG Scale", float, _set("image_cfg_scale"), tab="img2img"),
+    Axis("Prompt S/R", str, _prompt_sr, format_label=_format_value),
     Axis("Prompt order", str, _prompt_order, format_label=_format_order, prepare=_permutations),
-    Axis("Sampler", str, _set("sampler_name"), format_label=_format_plain),
-    Axis("Schedule type", str, _set("scheduler"), format_label=_format_plain),
-    Axis("Checkpoint name", str, _override("sd_model_checkpoint"), format_label=lambda axis, v: str(v)),
-    Axis("Size", str, _size, format_label=_format_plain),
-    Axis("Denoising", float, _set("denoising_strength")),
-    Axis("VAE", str, _override("sd_vae"), format_label=_format_plain),
+    Axis("Sampler", str, _set("sampler_name"), tab="txt2img", format_label=_format_value),
+    Axis("Hires sampler", str, _set("hr_sampler_name"), tab="txt2img"),
+    Axis("Sampler", str, _set("sampler_name"), tab="img2img", format_label=_format_value),
+    Axis("Checkpoint name", str, _override("sd_model_checkpoint"), format_label=_format_value),
+    _unsupported("Negative Guidance minimum sigma", float, _K_DIFFUSION),
+    _unsupported("Sigma Churn", float, _K_DIFFUSION),
+    _unsupported("Sigma min", float, _K_DIFFUSION),
+    _unsupported("Sigma max", float, _K_DIFFUSION),
+    _unsupported("Sigma noise", float, _K_DIFFUSION),
+    Axis("Schedule type", str, _set("scheduler")),
+    _unsupported("Schedule min sigma", float, _SCHEDULE),
+    _unsupported("Schedule max sigma", float, _SCHEDULE),
+    _unsupported("Schedule rho", float, _SCHEDULE),
+    _unsupported("Beta schedule alpha", float, _SCHEDULE),
+    _unsupported("Beta schedule beta", float, _SCHEDULE),
+    Axis("Eta", float, _set("eta")),
     Axis("Clip skip", int, _override("CLIP_stop_at_last_layers")),
+    Axis("Denoising", float, _set("denoising_strength")),
+    Axis("Initial noise multiplier", float, _set("initial_noise_multiplier")),
+    _unsupported("Extra noise", float, "img2img extra noise is not implemented by Easel"),
+    Axis("Hires upscaler", str, _set("hr_upscaler"), tab="txt2img"),
+    _unsupported("Cond. Image Mask Weight", float, "inpainting conditioning mask weight is not implemented by Easel",
+                 tab="img2img"),
+    Axis("VAE", str, _override("sd_vae"), format_label=_format_plain),
     Axis("Styles", str, _styles, format_label=_format_plain, choices=_style_names),
+    _unsupported("UniPC Order", int, "Easel's UniPC is diffusers' UniPCMultistepScheduler with its own order"),
+    Axis("Face restore", str, _face_restore, format_label=_format_value),
+    Axis("Token merging ratio", float, _override("token_merging_ratio")),
+    _unsupported("Token merging ratio high-res", float, "Easel applies one token merging ratio to both passes"),
+    _unsupported("Always discard next-to-last sigma", str, _K_DIFFUSION),
+    _unsupported("SGM noise multiplier", str, _K_DIFFUSION),
+    _unsupported("Refiner checkpoint", str, "the A1111 refiner switch is not implemented by Easel"),
+    _unsupported("Refiner switch at", float, "the A1111 refiner switch is not implemented by Easel"),
+    Axis("RNG source", str, _override("randn_source"), format_label=_format_plain),
+    _unsupported("FP8 mode", str, "FP8 weight storage is not an Easel option (see the quantization option)"),
+    Axis("Size", str, _size, format_label=_format_plain),
 ]
 
 
-def find_axis(value: Any) -> Axis:
-    if isinstance(value, int) and 0 <= value < len(AXES):
-        return AXES[value]
-    if isinstance(value, str):
-        for axis in AXES:
-            if axis.label.lower() == value.strip().lower():
-                return axis
-        if value.strip().isdigit():
-            return find_axis(int(value.strip()))
-    raise ValueError(f"X/Y/Z plot: unknown axis type {value!r}; known: {', '.join(a.label for a in AXES)}")
+def axes_for(is_img2img: bool) -> list[Axis]:
+    """The axis list of one tab, indexed as A1111 indexes it."""
+    tab = "img2img" if is_img2img else "txt2img"
+    return [axis for axis in AXES if axis.tab in (None, tab)]
+
+
+def find_axis(value: Any, is_img2img: bool = False, argument: str = "x_type") -> Axis:
+    """The axis an API client means: A1111's integer index for the tab, or the label. Raises a 422 naming
+    ``argument`` for an unknown one, or one Easel cannot sweep."""
+    axes = axes_for(is_img2img)
+    tab = "img2img" if is_img2img else "txt2img"
+    found: Axis | None = None
+    if value is None:
+        found = axes[0]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        found = axes[value] if 0 <= value < len(axes) else None
+    elif isinstance(value, str) and value.strip().isdigit():
+        return find_axis(int(value.strip()), is_img2img, argument)
+    elif isinstance(value, str):
+        found = next((axis for axis in axes if axis.label.lower() == value.strip().lower()), None)
+        if found is None and any(axis.label.lower() == value.strip().lower() for axis in AXES):
+            raise UserInputError(argument, f"X/Y/Z plot axis {value!r} exists only on the other tab, not {tab}")
+    if found is None:
+        raise UserInputError(argument, f"X/Y/Z plot: unknown axis type {value!r} for {tab}; known: 0-{len(axes) - 1}"
+                                       f" or a label ({', '.join(axis.label for axis in axes if axis.apply)})")
+    if found.apply is None:
+        raise UserInputError(argument, f"X/Y/Z plot axis {found.label!r} ({tab} type "
+                                       f"{axes.index(found)}) is not supported by Easel: {found.reason}")
+    return found
 
 
 def _split_csv(text: str) -> list[str]:
@@ -185,19 +277,32 @@ def _float_values(items: list[str]) -> list[float]:
     return result
 
 
-def parse_values(axis: Axis, text: str, dropdown: list[Any] | None = None) -> list[Any]:
+def parse_values(axis: Axis, text: str, dropdown: list[Any] | None = None, argument: str = "x_values") -> list[Any]:
+    """The values of one axis: the dropdown's list where the axis has choices and one was sent, else the text.
+    Text that is not a number for a numeric axis is a 422 naming ``argument``."""
     if axis.label == "Nothing":
         return [None]
     items = [str(item) for item in dropdown] if axis.choices is not None and dropdown else _split_csv(text or "")
     if not items:
-        raise ValueError(f"X/Y/Z plot: no values for axis {axis.label!r}")
-    if axis.kind is int:
-        values: list[Any] = _int_values(items)
-    elif axis.kind is float:
-        values = _float_values(items)
-    else:
-        values = items
+        raise UserInputError(argument, f"X/Y/Z plot: no values for axis {axis.label!r}")
+    try:
+        if axis.kind is int:
+            values: list[Any] = _int_values(items)
+        elif axis.kind is float:
+            values = _float_values(items)
+        else:
+            values = items
+    except ValueError:
+        kind = "integers" if axis.kind is int else "numbers"
+        raise UserInputError(argument, f"X/Y/Z plot axis {axis.label!r} takes {kind} or ranges such as 1-5, "
+                                       f"1-10 (+2), 1-10 [5]; got {text!r}") from None
     return axis.prepare(values) if axis.prepare is not None else values
+
+
+# Positions of the type and values arguments in ``script_args`` (A1111's order), for the messages of 422s.
+_ARGUMENTS = (("script_args[0] (x_type)", "script_args[1] (x_values)"),
+              ("script_args[3] (y_type)", "script_args[4] (y_values)"),
+              ("script_args[6] (z_type)", "script_args[7] (z_values)"))
 
 
 class Script(scripts.Script):
@@ -205,17 +310,19 @@ class Script(scripts.Script):
         return "X/Y/Z plot"
 
     def ui(self, is_img2img: bool) -> list[Any]:
-        names = [axis.label for axis in AXES]
+        # Labels, not indices: the dropdown lists only the axes Easel can sweep, and run() takes labels as well as
+        # A1111's indices (which count every axis of the tab).
+        names = [axis.label for axis in axes_for(is_img2img) if axis.apply is not None]
         with gr.Row():
-            x_type = gr.Dropdown(label="X type", choices=names, value=names[1], type="index")
+            x_type = gr.Dropdown(label="X type", choices=names, value=names[1], type="value")
             x_values = gr.Textbox(label="X values", lines=1)
             x_values_dropdown = gr.Dropdown(label="X values", multiselect=True, visible=False)
         with gr.Row():
-            y_type = gr.Dropdown(label="Y type", choices=names, value=names[0], type="index")
+            y_type = gr.Dropdown(label="Y type", choices=names, value=names[0], type="value")
             y_values = gr.Textbox(label="Y values", lines=1)
             y_values_dropdown = gr.Dropdown(label="Y values", multiselect=True, visible=False)
         with gr.Row():
-            z_type = gr.Dropdown(label="Z type", choices=names, value=names[0], type="index")
+            z_type = gr.Dropdown(label="Z type", choices=names, value=names[0], type="value")
             z_values = gr.Textbox(label="Z values", lines=1)
             z_values_dropdown = gr.Dropdown(label="Z values", multiselect=True, visible=False)
         with gr.Row():
@@ -241,12 +348,13 @@ class Script(scripts.Script):
             csv_mode: bool = False) -> Any:
         if not no_fixed_seeds:
             fix_seed(p)
-        axes = [find_axis(x_type), find_axis(y_type), find_axis(z_type)]
+        axes = [find_axis(kind, p.is_img2img, names[0])
+                for kind, names in zip((x_type, y_type, z_type), _ARGUMENTS, strict=True)]
         texts = [x_values, y_values, z_values]
         dropdowns = [None if csv_mode else x_values_dropdown, None if csv_mode else y_values_dropdown,
                      None if csv_mode else z_values_dropdown]
-        values = [parse_values(axis, text, dropdown) for axis, text, dropdown in zip(axes, texts, dropdowns,
-                                                                                      strict=True)]
+        values = [parse_values(axis, text, dropdown, names[1])
+                  for axis, text, dropdown, names in zip(axes, texts, dropdowns, _ARGUMENTS, strict=True)]
         xs, ys, zs = values
         vary = (vary_seeds_x, vary_seeds_y, vary_seeds_z)
         shared.state.job_count = len(xs) * len(ys) * len(zs) * p.n_iter
@@ -265,7 +373,11 @@ class Script(scripts.Script):
                     pc.override_settings = dict(p.override_settings or {})
                     pc.styles = list(p.styles)
                     for index, (axis, value, axis_values) in enumerate(zip(axes, (x, y, z), values, strict=True)):
-                        axis.apply(pc, value, axis_values)
+                        assert axis.apply is not None  # find_axis refused the others
+                        try:
+                            axis.apply(pc, value, axis_values)
+                        except AxisValueError as exc:
+                            raise UserInputError(_ARGUMENTS[index][1], exc.reason) from None
                         if vary[index] and not no_fixed_seeds:
                             pc.seed = pc.seed + (ix, iy, iz)[index]
                     processed = process_images(pc)

@@ -52,6 +52,7 @@ class Sandbox:
         (self.root / "webui.py").write_text(FAKE_WEBUI)
         (self.root / "requirements.txt").write_text("torch==2.13.0\n")
         (self.root / "requirements-dev.txt").write_text("pytest>=9,<10\n")
+        (self.root / "requirements-ray.txt").write_text("ray==2.60.0\n")
         for package, main in (("pip", FAKE_PIP), ("pytest", FAKE_PYTEST)):
             (fakes / package / "__init__.py").write_text("")
             (fakes / package / "__main__.py").write_text(main)
@@ -104,6 +105,23 @@ def test_first_start_installs_then_second_start_runs_no_pip(sandbox: Sandbox) ->
     assert second.returncode == 3, second.stderr
     assert sandbox.pip_calls == []
     assert sandbox.webui is not None and sandbox.webui["argv"] == ["--port", "9999"]
+
+
+def test_ray_is_installed_only_for_a_cluster_start(sandbox: Sandbox) -> None:
+    sandbox.run("--port", "9999")
+    assert all("requirements-ray.txt" not in " ".join(call) for call in sandbox.pip_calls)
+
+    sandbox.run("--workers", "2")
+    assert sandbox.pip_calls == [
+        ["install", "torch==2.13.0"],
+        ["install", "-r", str(sandbox.root / "requirements.txt")],
+        ["install", "-r", str(sandbox.root / "requirements-ray.txt")],
+    ]
+    assert sandbox.webui is not None and sandbox.webui["argv"] == ["--workers", "2"]
+    sandbox.run("--ray-address", "10.0.0.5:6379")
+    assert sandbox.pip_calls == []  # the stamp covers it now
+    sandbox.run()
+    assert sandbox.pip_calls == []  # a later plain start needs nothing more
 
 
 def test_changed_requirements_or_torch_command_reinstall(sandbox: Sandbox) -> None:

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modules.core.errors import EaselError, UserInputError
+from modules.core.errors import EaselError, StartingError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ def easel_error_response(exc: EaselError) -> JSONResponse:
     errors = detail.get("errors")
     if errors is None and not isinstance(exc, UserInputError):
         errors = []
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, StartingError) else None
     return error_response(exc.status_code, detail.get("error", exc.error_name), detail.get("detail", exc.message),
-                          errors=errors)
+                          errors=errors, headers=headers)
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

@@ -124,7 +124,8 @@ def upscale_image(image: Any, payload: dict[str, Any]) -> tuple[Any, list[str]]:
 
 def run_builtin_extras(services: Services, job: Any, ctx: Any) -> dict[str, Any]:
     """Runner for ``extras-builtin``: payload is an extra-single-image or extra-batch-images request."""
-    from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
+    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_metadata import embed_infotext, read_infotext
 
     payload = job.payload
     if "imageList" in payload:

@@ -25,7 +25,6 @@ from modules.backends.base import (
     install_component,
 )
 from modules.backends.onnx_export import export_unet, export_vae_decoder
-from modules.backends.registry import register_backend
 from modules.core.errors import UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ def export_folder(cache_dir: Path, family: str, loaded: Any, shape_policy: Shape
     return Path(cache_dir) / family / export_key(loaded, shape_policy, precision)
 
 
-@register_backend
 class OnnxRuntimeBackend(ExecutionBackend):
     name: ClassVar[str] = "onnxruntime"
 

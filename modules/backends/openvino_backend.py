@@ -31,7 +31,6 @@ from modules.backends.base import (
     install_component,
     unet_example_inputs,
 )
-from modules.backends.registry import register_backend
 from modules.core.errors import UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,6 @@ def convert_to_ir(module: torch.nn.Module, inputs: dict[str, torch.Tensor], targ
     return model
 
 
-@register_backend
 class OpenVinoBackend(ExecutionBackend):
     name: ClassVar[str] = "openvino"
 

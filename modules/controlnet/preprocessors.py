@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from modules.core import cancellation
 from modules.core.errors import UserInputError
 
 PreprocessFn = Callable[[np.ndarray, float, float], np.ndarray]
@@ -96,6 +97,7 @@ def run_preprocessor(registry: PreprocessorRegistry, name: str | None, image: Im
                      threshold_b: float = -1, field_name: str = "module") -> Image.Image:
     """Preprocess ``image`` into an RGB control map of ``size`` (``(width, height)``; default: the input's)."""
     preprocessor = registry.get(name, field_name)
+    cancellation.checkpoint()  # one preprocessor run is the unit of work a cancel waits for (inside a job)
     rgb = image.convert("RGB")
     size = size or rgb.size
     if preprocessor.uses_resolution:

@@ -15,7 +15,7 @@ from modules.controlnet.preprocessors import PreprocessorRegistry, build_registr
 from modules.controlnet.runtime import ControlNetProvider, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, units_from_alwayson
 from modules.core.errors import UserInputError
-from modules.processing.image_store import decode_base64_image, encode_base64
+from modules.processing.image_codec import decode_base64_image, encode_base64
 from modules.processing.params import GenerationParams
 from modules.processing.run import ProcessingRun
 

@@ -57,6 +57,12 @@ def build_extension_services(settings: Settings, current_model: CurrentModel, ca
         from modules.core.atomic import atomic_write_json
 
         atomic_write_json(ui_config, {})
+    try:  # extension modules build Gradio 3 UIs from import time on
+        from modules.extensions import gradio3
+
+        gradio3.install()
+    except ImportError:
+        log.info("gradio is not installed: extension UIs cannot be built")
     scripts.load()
     # A1111 registers extension options when its UI builds; Easel does it here, so they exist (readable, listed
     # by /sdapi/v1/options, settable) with and without the browser UI.

@@ -21,9 +21,11 @@ from typing import Any, Literal, Protocol
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modules.core import cancellation
 from modules.core.atomic import atomic_write_bytes
-from modules.core.errors import EaselError, NotFoundError, UserInputError
-from modules.processing.image_store import decode_base64_image, embed_infotext, read_infotext
+from modules.core.errors import EaselError, JobCancelled, NotFoundError, UserInputError
+from modules.processing.image_codec import decode_base64_image
+from modules.processing.image_metadata import embed_infotext, read_infotext
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class ExtrasParams(BaseModel):
     upscaler_2: str = NONE_UPSCALER
     extras_upscaler_2_visibility: float = Field(0.0, ge=0.0, le=1.0)
     upscale_first: bool = False
+    save_images: bool = Field(False, description="also save the results to the outputs folder (the UI does; "
+                                                 "A1111's API never does)")
 
     @model_validator(mode="before")
     @classmethod
@@ -124,8 +128,7 @@ class ExtrasService:
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
         params = parse_extras_payload(dict(job.payload))
-        save = bool(job.payload.get("_save_samples", job.payload.get("save_images", False)))
-        result = self.process(params, ctx=ctx, save=save)
+        result = self.process(params, ctx=ctx, save=params.save_images)
         return self.store_result(job.id, result)
 
     def inputs(self, params: ExtrasParams) -> list[tuple[Image.Image, str]]:
@@ -148,7 +151,12 @@ class ExtrasService:
                     result.interrupted = True
                     break
                 ctx.report(index, len(items), textinfo=f"extras {index + 1}/{len(items)}")
-            processed, info, notes = self.process_image(image, params)
+            try:
+                processed, info, notes = self.process_image(image, params)
+            except JobCancelled:  # stopped inside an upscaler tile or a face: a cancel ends the job, an
+                cancellation.check_abort()  # interrupt keeps the images finished so far (A1111)
+                result.interrupted = True
+                break
             for note in notes:
                 if note not in result.notes:
                     result.notes.append(note)

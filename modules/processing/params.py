@@ -155,5 +155,8 @@ class Img2ImgParams(GenerationParams):
         return self.mask_blur_x, self.mask_blur_y
 
 
+PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
+"""The request model of each generation job kind (the API's ``type``, the UI tab, the queue's ``kind``)."""
+
 INPAINTING_FILL_MODES = ("fill", "original", "latent noise", "latent nothing")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")

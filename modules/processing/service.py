@@ -19,17 +19,18 @@ from typing import Any
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
+from modules.models.vae import VaeService
 from modules.processing import hires
 from modules.processing.engine import StepControl
-from modules.processing.image_store import ImageStore, decode_base64_image, embed_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.image_codec import decode_base64_image
+from modules.processing.image_metadata import embed_infotext
+from modules.processing.image_store import ImageStore
+from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 
 log = logging.getLogger(__name__)
-
-PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 
 RunCustomizer = Callable[[ProcessingRun, GenerationParams], None]
 """Called after a run is built and before it is processed: script runners attach their hooks here."""
@@ -50,10 +51,13 @@ class GenerationService:
     executors: list[RunExecutor] = field(default_factory=list)
     extra_hooks: list[ProcessingHooks] = field(default_factory=list)
     processor: Processor = field(init=False)
+    vaes: VaeService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.vaes = VaeService(self.settings.model_paths.vae, self.manager.catalog.folder,
+                               allow_pickle=self.settings.flags.allow_pickle)
         self.processor = Processor(samplers=self.samplers, model_provider=self._model_for,
-                                   save_image=self._save_sample)
+                                   save_image=self._save_sample, vaes=self.vaes)
 
     # -- the job runner ---------------------------------------------------------------------------------------
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
@@ -62,7 +66,7 @@ class GenerationService:
             raise UserInputError("kind", f"unknown job kind {job.kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
         params = params_cls.model_validate(job.payload)
         result = self.generate(params, control=_control_for(ctx, self.settings),
-                               save_samples=bool(job.payload.get("_save_samples", params.save_images)))
+                               save_samples=params.save_images)
         return self.store_result(job.id, result)
 
     def generate(self, params: GenerationParams, *, control: StepControl | None = None,

@@ -81,12 +81,10 @@ class UiContext:
         return size if size is not None and 64 <= size <= 2048 and size % 8 == 0 else 512
 
     def vae_choices(self) -> list[str]:
-        folder = self.settings.model_paths.vae
-        names = []
-        if folder.is_dir():
-            names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".ckpt")
-                           or (p / "config.json").is_file())
-        return ["Automatic", "None", *names]
+        from modules.models.vae import list_vaes
+
+        vaes = list_vaes(self.settings.model_paths.vae, self.services.catalog.folder)
+        return ["Automatic", "None", *(vae.name for vae in vaes)]
 
     def sampler_names(self) -> list[str]:
         return [spec.name for spec in self.services.samplers.samplers]
@@ -150,7 +148,7 @@ class UiContext:
 
     def save_style(self, name: str, prompt: str, negative: str) -> None:
         """Add or replace a style in ``styles.csv`` through the service's store (saved atomically there)."""
-        from modules.processing.prompt_parser import PromptStyle
+        from modules.processing.styles import PromptStyle
 
         styles = self.services.styles
         if styles is None:

@@ -125,7 +125,7 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                                     placeholder="name, then 💾 saves the prompts as a style")
 
     with gr.Row():
-        with gr.Column(scale=1, min_width=360):
+        with gr.Column(scale=1, min_width=360, elem_id=f"{p}_settings"):
             if is_img2img:
                 _build_image_inputs(tab)
             with gr.Row():
@@ -199,6 +199,8 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                 tab.buttons["to_extras"] = gr.Button("📐 → extras", size="sm", elem_id=f"{p}_send_to_extras")
             tab.message = gr.Markdown("", elem_id=f"{p}_message")
             tab.infotext = gr.HTML("", elem_id=f"{p}_infotext", elem_classes=["easel-infotext"])
+            # the last component of the results column in A1111: extensions anchor their UI on its elem_id
+            gr.Button(visible=False, elem_id=f"{p}_generation_info_button")
             tab.result_state = gr.State({})
             tab.selected_state = gr.State(0)
 
@@ -339,8 +341,8 @@ def _wire_generate(ctx: UiContext, tab: GenerationTab) -> None:
             ui_names = set(tab.ui)
             params = build_params(tab.kind, {k: v for k, v in by_name.items() if k not in ui_names - {
                 "override_settings_text"}}, extra=extra)
-            payload = params.model_dump(mode="json")
-            payload["_save_samples"] = True
+            # the UI saves every image to the outputs folder (subject to the samples_save option), as A1111's does
+            payload = params.model_copy(update={"save_images": True}).model_dump(mode="json")
             job = ctx.queue.submit(tab.kind, payload, source="ui")
         except EaselError as exc:
             yield {tab.progress: progress_html(f"Error: {exc.message}", 0.0), tab.message: ""}

@@ -12,7 +12,7 @@ from PIL import Image
 from modules.api.runners import run_builtin_extras, upscale_image
 from modules.core.errors import UserInputError
 from modules.jobs import Job, JobContext
-from modules.processing.image_store import embed_infotext
+from modules.processing.image_metadata import embed_infotext
 
 
 def _b64(image: Image.Image, infotext: str | None = None) -> str:

@@ -70,7 +70,8 @@ def build_router(services: Services) -> APIRouter:
 def _png_info(data: str, callbacks: Any = None) -> dict[str, Any]:
     """The stored infotext and its parameters, after A1111's ``infotext_pasted`` callbacks (which may change
     them) have run."""
-    from modules.processing.image_store import decode_base64_image, read_infotext
+    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_metadata import read_infotext
     from modules.processing.infotext import parse_infotext
 
     image = decode_base64_image(data, "image")
