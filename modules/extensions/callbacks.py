@@ -127,6 +127,11 @@ class CallbackRegistry:
         finally:
             self._loading.value = previous
 
+    def loading_owner(self) -> str | None:
+        """The extension whose script file is being executed on this thread, if any."""
+        current = getattr(self._loading, "value", None)
+        return str(current[1]) if current is not None else None
+
     def add(self, point: str, callback: Callable[..., Any], name: str | None = None) -> None:
         if point not in self._entries:
             raise ValueError(f"unknown callback point {point!r}; known: {', '.join(CALLBACK_NAMES)}")
