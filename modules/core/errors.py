@@ -70,6 +70,7 @@ class StartingError(EaselError):
 
     status_code = 503
     error_name = "Starting"
+    retry_after: int = 5  # seconds; the class value is the default the readiness middleware sends
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from modules.extensions.networks import LoraActivation, LoraFile, NetworksService
-from modules.processing.prompt_parser import ExtraNetworkRef, StyleStore, expand_wildcards, extract_extra_networks
+from modules.processing.prompt_parser import ExtraNetworkRef, extract_extra_networks
+from modules.processing.styles import StyleStore
+from modules.processing.wildcards import expand_wildcards
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,10 @@ class PromptFeatures:
         chosen: dict[str, tuple[LoraFile, float, float]] = {}
         for ref in refs:
             if ref.kind not in LORA_KINDS:
-                _warn(run, f"extra network kind {ref.kind!r} is not supported; {ref.tag} ignored")
+                from modules.extra_networks import extra_network_aliases, extra_network_registry
+
+                if ref.kind not in extra_network_registry and ref.kind not in extra_network_aliases:
+                    _warn(run, f"extra network kind {ref.kind!r} is not supported; {ref.tag} ignored")
                 continue
             if ref.name in chosen:
                 continue

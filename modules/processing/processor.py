@@ -18,18 +18,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from modules.core import cancellation
 from modules.core.errors import JobCancelled, UserInputError
 from modules.models.vae import VaeService
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
-from modules.processing.run import EASEL_VERSION, ModelProvider, ProcessedResult, ProcessingRun
+from modules.processing.run import EASEL_VERSION, DenoisePass, ModelProvider, ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
 from modules.processing.tiling import TilingPatch
 from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids, txt2img_timesteps
-from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
+from modules.processing.unet_extras import unet_kwargs_for
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,31 @@ class ProcessingHooks(Protocol):
 
     def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None: ...
 
+    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
+        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
+
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
 
 @dataclass
 class ImageHolder:
     """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
 
     image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
 
 
 @dataclass
@@ -99,6 +119,8 @@ class Processor:
     """Seamless tiling (``run.tiling``): circular padding on the run's UNet and VAE, undone when the run ends."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
+        # A cancelled job never starts another run: a script's loop calling process_images ends here at once.
+        cancellation.check_abort()
         control = control or StepControl()
         hooks = run.hooks
         _call(hooks, "before_process", run)
@@ -169,8 +191,16 @@ class Processor:
         plan = self._seed_plan(run)
         conditioner = TextConditioner(pipe, clip_skip=run.clip_skip, emphasis=run.opts.emphasis,
                                       embeddings=run.extra_network_data.get("embeddings"))
-        init_state = self._prepare_init_images(run, model) if run.is_img2img else None
+        init_state: InitState | None = None
+        try:
+            if run.is_img2img and not control.should_stop():
+                init_state = self._prepare_init_images(run, model)
+        except JobCancelled:  # stopped inside the VAE encode of the init images
+            interrupted = True
         for iteration in range(run.n_iter):
+            if interrupted or control.should_stop():  # A1111: an interrupted run starts no further batch
+                interrupted = True
+                break
             run.iteration = iteration
             if iteration > 0 and hires.switches_checkpoint(run):
                 current = self._reload_main_model(run)
@@ -207,6 +237,7 @@ class Processor:
                 run.batch_index = offset
                 holder = ImageHolder(image)
                 _call(hooks, "postprocess_image", run, holder)
+                _call(hooks, "postprocess_image_after_composite", run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -221,7 +252,8 @@ class Processor:
         result = ProcessedResult(
             run=run, images=images, infotexts=infotexts, all_prompts=list(run.all_prompts),
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
-            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted)
+            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
+            describe=self.infotext)
         _call(hooks, "postprocess", run, result)
         return result
 
@@ -267,6 +299,7 @@ class Processor:
         added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
+        _call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
@@ -282,6 +315,9 @@ class Processor:
                 negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
+        samples = SampledLatents(latents)
+        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back
@@ -379,6 +415,7 @@ def _fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     result = pixels.copy()
     for radius in (256, 64, 16, 4, 2):
+        cancellation.checkpoint()
         weight_img = Image.fromarray((keep[..., 0] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
         colour_img = Image.fromarray((pixels * keep).clip(0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(radius))
@@ -423,6 +460,7 @@ class InitState:
                     mask = mask.crop(crop_box)
         images = []
         for image in originals:
+            cancellation.checkpoint()  # large init images: each resize is a unit of work a cancel waits for
             if crop_box is not None:
                 image = image.crop(crop_box).resize((width, height), Image.Resampling.LANCZOS)
             else:

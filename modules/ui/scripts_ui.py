@@ -83,10 +83,13 @@ def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSe
     selectable = [s for s in scripts if _show_kind(s, is_img2img) == "selectable"]
     alwayson = [s for s in scripts if _show_kind(s, is_img2img) == "alwayson"]
 
+    # A1111 puts each always-on script's controls in a plain group: scripts draw their own accordion, and a
+    # closed accordion would keep their elements out of the page, where their JavaScript looks for them
     for script in alwayson:
         title = _title(script)
-        with gr.Accordion(title, open=False, elem_id=f"{tab}_script_{_slug(title)}"):
+        with gr.Group(elem_id=f"{tab}_script_{_slug(title)}") as group:
             section.alwayson[title] = _script_controls(script, is_img2img)
+        script.group = group
 
     if selectable:
         titles = [_title(s) for s in selectable]

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from modules.processing.image_store import encode_base64
+from modules.processing.image_codec import encode_base64
 
 
 def _xyz_module(easel: Any) -> Any:
