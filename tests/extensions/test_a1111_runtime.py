@@ -221,6 +221,11 @@ def test_a1111_modules_answer_from_services(server: RunningServer) -> None:
     assert str(devices.device) == "cpu"
     weights = next(services.settings.model_paths.stable_diffusion.glob("tiny-sd/unet/*.safetensors"))
     assert hashes.sha256(str(weights)) == hashes.calculate_sha256(str(weights))
+    from modules import scripts
+
+    listed = {item.filename: item for item in scripts.list_scripts("scripts", ".py")}
+    assert Path(listed["a1111_style.py"].basedir) == services.extension_roots[0] / "a1111style"
+    assert "hijack.py" in listed  # A1111 lists the files of every enabled extension, loadable or not
     pasted: list[Any] = []
     services.callbacks.add("infotext_pasted", lambda text, params: pasted.append(params["Steps"]))
     parsed = parse_generation_parameters("a cat\nSteps: 12, Sampler: Euler, Seed: 3, Size: 64x64")
