@@ -21,7 +21,7 @@ from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
 from modules.services import ScriptsApi, Services
 
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
@@ -131,11 +131,13 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
         check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
 
 
-def _check_init_images(params: Img2ImgParams) -> None:
-    for index, image in enumerate(params.init_images or []):
-        decode_base64_image(image, f"init_images[{index}]")
+def _check_init_images(params: Img2ImgParams, max_pixels: int) -> list[tuple[int, int]]:
+    """Decode every init image and the mask (size checked before decoding); returns the init images' sizes."""
+    sizes = [decode_base64_image(image, f"init_images[{index}]", max_pixels).size
+             for index, image in enumerate(params.init_images or [])]
     if params.mask:
-        decode_base64_image(params.mask, "mask")
+        decode_base64_image(params.mask, "mask", max_pixels)
+    return sizes
 
 
 async def prepare(services: Services, params: GenerationParams) -> GenerationParams:
@@ -153,14 +155,17 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
         check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+    limits = services.settings.limits
+    check_limits(params, limits)
+    init_sizes: list[tuple[int, int]] = []
     if isinstance(params, Img2ImgParams):
         if not params.init_images:
-            raise NotFoundError("init_images: img2img needs at least one init image (base64)")
-        await asyncio.to_thread(_check_init_images, params)
+            raise UserInputError("init_images", "img2img needs at least one init image (base64 or a data URL)")
+        init_sizes = await services.cpu_work.run(_check_init_images, params, limits.max_image_pixels)
     if params.script_name or params.alwayson_scripts:
         scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
         if scripts is not None:
-            scripts.validate(params)
+            scripts.validate(params, limits=limits, init_sizes=init_sizes)
     return params
 
 

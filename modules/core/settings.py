@@ -20,13 +20,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modules.core.a1111_options import A1111_OPTION_DEFAULTS
 from modules.core.atomic import atomic_write_json
 from modules.core.errors import UserInputError
+from modules.core.limits import (
+    DEFAULT_CPU_WORKERS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_JOB_IMAGES,
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_PROCESSOR_RES,
+    DEFAULT_MAX_STEPS,
+    Limits,
+)
 from modules.core.paths import REPO_ROOT, DataPaths, ModelPaths
+from modules.core.validation import StrictInput
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,17 @@ class CmdFlags(BaseSettings):
     allow_extension_install: bool = Field(False, description="Run extensions' install.py (explicit consent)")
     api_log: bool = Field(False, description="Log every API request")
     max_request_mb: int = Field(64, ge=1, description="Largest accepted request body, in MiB")
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64 * 64,
+                                  description="Largest uploaded image, in pixels (width x height)")
+    max_output_pixels: int = Field(DEFAULT_MAX_OUTPUT_PIXELS, ge=64 * 64,
+                                   description="Largest image a job may produce (hires, upscale), in pixels")
+    max_processor_res: int = Field(DEFAULT_MAX_PROCESSOR_RES, ge=64,
+                                   description="Largest ControlNet preprocessor resolution")
+    max_job_images: int = Field(DEFAULT_MAX_JOB_IMAGES, ge=1,
+                                description="Most images one job may generate (batches, script loops, tiles)")
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=10000, description="Most sampling steps of one pass")
+    max_cpu_workers: int = Field(DEFAULT_CPU_WORKERS, ge=1, le=64,
+                                 description="Request-thread CPU work (decoding, png-info, detect) run at once")
     workers: str | None = Field(None, pattern=r"^(auto|[1-9][0-9]{0,2})$",
                                 description="Run jobs on N Ray worker processes on this machine, each with its own "
                                             "device ('auto': one per GPU, or one on a CPU-only machine)")
@@ -149,7 +170,7 @@ def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = 
     return CmdFlags(**given), extension_flags
 
 
-class Options(BaseModel):
+class Options(StrictInput):
     """Run-time options with A1111 keys and defaults. ``section`` groups them in the UI's settings page."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -335,6 +356,11 @@ class Settings:
     @property
     def options(self) -> Options:
         return self._options
+
+    @property
+    def limits(self) -> Limits:
+        """The resource limits of the launch flags."""
+        return Limits.from_flags(self.flags)
 
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
