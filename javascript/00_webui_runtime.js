@@ -217,6 +217,12 @@ function easelAnnounceOptions() {
   Object.assign(opts, easelPendingOptions);
   executeCallbacks(optionsAvailableCallbacks);
   executeCallbacks(optionsChangedCallbacks);
+  // Extension scripts watch the page with their own MutationObservers (or onUiUpdate) and check `opts` when
+  // something changes; the page may be idle by now, so one element is added to tell them to look again.
+  const marker = document.createElement("span");
+  marker.id = "easel_options_ready";
+  marker.hidden = true;
+  gradioApp().appendChild(marker);
 }
 
 if (window.__easel_options) easelSetOptions(window.__easel_options);
