@@ -69,6 +69,7 @@ function executeCallbacks(queue, arg) {
 var easelRuntime = {
   loaded: false,
   premounting: false,
+  timings: {},
   optionsKnown: false,
   afterUpdateTimer: null,
   observer: null,
@@ -275,6 +276,7 @@ function easelUiLoaded() {
   if (easelRuntime.loaded) return;
   easelRuntime.loaded = true;
   easelRuntime.premounting = false;
+  easelRuntime.timings.loaded = performance.now();
   executeCallbacks(uiLoadedCallbacks);
   easelCheckTab();
   if (!easelRuntime.afterUpdateTimer) easelRuntime.afterUpdateTimer = setTimeout(easelAfterUiUpdate, 200);
@@ -345,7 +347,8 @@ function easelCheckLoaded() {
   const app = gradioApp();
   if (!easelLoadedSentinels.every(function (selector) { return app.querySelector(selector); })) return;
   easelRuntime.premounting = true;
-  easelMountAllTabs().then(easelMountAccordions)
+  easelRuntime.timings.firstTab = performance.now();
+  easelMountAllTabs().then(function () { easelRuntime.timings.tabs = performance.now(); return easelMountAccordions(); })
     .catch(function (error) { console.error("showing the tabs failed", error); })
     .then(easelUiLoaded);
 }
