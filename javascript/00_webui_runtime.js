@@ -301,6 +301,46 @@ function easelWaitFor(check, timeoutMs) {
   });
 }
 
+function easelOwnTabButtons(tabs) {
+  return Array.from(tabs.querySelectorAll("button[role=tab]")).filter(function (button) {
+    return button.closest(".tabs") === tabs && !button.closest(".visually-hidden");
+  });
+}
+
+function easelPanelEmpty(button) {
+  const panel = button.getAttribute("aria-controls");
+  const item = panel && document.getElementById(panel);
+  return !item || !item.querySelector(".block, input, textarea, button");
+}
+
+// Shows each tab of one tab group once, then the one that was selected.
+async function easelMountTabGroup(buttons) {
+  const first = buttons.find(function (b) { return b.getAttribute("aria-selected") === "true"; }) || buttons[0];
+  let clicked = false;
+  for (const button of buttons) {
+    if (button === first || button.disabled || !easelPanelEmpty(button)) continue;
+    clicked = true;
+    button.click();
+    await easelWaitFor(function () { return !easelPanelEmpty(button); }, 5000);
+  }
+  if (clicked && first) {
+    first.click();
+    await easelWaitFor(function () { return first.getAttribute("aria-selected") === "true"; }, 3000);
+  }
+}
+
+// Tab groups inside tabs (and tabs that appear once those are shown): a few rounds, each showing only the
+// tabs whose panels are still empty.
+async function easelMountNestedTabs() {
+  for (let round = 0; round < 3; round++) {
+    const groups = Array.from(gradioApp().querySelectorAll(".tabs")).filter(function (tabs) {
+      return tabs.id !== "tabs" && easelOwnTabButtons(tabs).some(easelPanelEmpty);
+    });
+    if (!groups.length) return;
+    for (const tabs of groups) await easelMountTabGroup(easelOwnTabButtons(tabs));
+  }
+}
+
 async function easelMountAllTabs() {
   const buttons = easelTopTabButtons();
   const first = get_uiCurrentTab() || buttons[0];
@@ -348,7 +388,9 @@ function easelCheckLoaded() {
   if (!easelLoadedSentinels.every(function (selector) { return app.querySelector(selector); })) return;
   easelRuntime.premounting = true;
   easelRuntime.timings.firstTab = performance.now();
-  easelMountAllTabs().then(function () { easelRuntime.timings.tabs = performance.now(); return easelMountAccordions(); })
+  easelMountAllTabs().then(easelMountNestedTabs)
+    .then(function () { easelRuntime.timings.tabs = performance.now(); return easelMountAccordions(); })
+    .then(easelMountNestedTabs)
     .catch(function (error) { console.error("showing the tabs failed", error); })
     .then(easelUiLoaded);
 }
