@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
 from modules.jobs import Job, JobQueue, JobStore
@@ -47,16 +48,42 @@ def build_services(settings: Settings) -> Services:
 
     job_store = JobStore(settings.data_paths.queue_db, retention_count=settings.options.job_retention_count,
                          on_prune=delete_result)
-    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx))
+    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx),
+                     model_of=lambda job: job_model(holder["services"], job),
+                     fairness_seconds=lambda: settings.options.worker_fairness_seconds)
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
-                        catalog=catalog, image_store=image_store)
+                        catalog=catalog, image_store=image_store,
+                        cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
+
+
+def job_model(services: Services, job: Job) -> str | None:
+    """The checkpoint a job will use (its override, else the current option) as the catalog titles it: what
+    model affinity compares with the models a worker has loaded (the in-process worker reports none)."""
+    overrides = job.payload.get("override_settings")
+    wanted = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
+    name = wanted if isinstance(wanted, str) and wanted else services.settings.options.sd_model_checkpoint
+    if not name:
+        return None
+    entry = services.catalog.find(name)
+    return entry.title if entry is not None else name
 
 
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
+        from modules.core.lazy_imports import hide_from_library_probes
+
+        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
         wire_processing_core(services)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
@@ -107,6 +134,7 @@ def wire_processing_core(services: Services) -> None:
     execution = ExecutionSetup(settings, device)
     manager.on_model_loaded(execution.on_model_loaded)
     processor.prompt_preprocessors.append(execution.infotext_preprocessor)
+    generation.status_texts.append(lambda: execution.status_text(manager.current))
     # 4. upscalers (hires fix, extras) and face restoration (generation, extras)
     upscalers = UpscalerService(settings.model_paths.esrgan, device=device.device, allow_pickle=flags.allow_pickle,
                                 tile_settings=lambda: esrgan_tile_settings(settings.options))
@@ -121,7 +149,7 @@ def wire_processing_core(services: Services) -> None:
     services.extras = extras
     services.register_runner("extras", extras.run_job)
     # 5. ControlNet: units from alwayson_scripts, IP-Adapter patches undone when a run ends
-    controlnet = ControlNetService(settings.model_paths.controlnet)
+    controlnet = ControlNetService(settings.model_paths.controlnet, limits=settings.limits)
     generation.customizers.append(controlnet.customize)
     processor.finalizers.append(controlnet.finalize)
     services.controlnet = controlnet
@@ -161,7 +189,7 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services)
+        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -197,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(warning)
     services = build_services(settings)
     app = create_app(services)
+    if settings.flags.uses_cluster:
+        from webui_worker import start_cluster_workers
+
+        start_cluster_workers(services)
     services.queue.start()
     start_background(services, app, with_ui=not settings.flags.nowebui)
     flags = settings.flags
@@ -213,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         stop_extensions(services, restarting=services.lifecycle.restart_requested)
         services.queue.stop()
+        services.queue.close_workers()
         services.job_store.close()
     if services.lifecycle.restart_requested:
         command = restart_command()

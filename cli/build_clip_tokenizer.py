@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from modules.models.families.base import TOKENIZER_DIR
-from modules.models.families.clip_tokenizer import read_bpe_text, write_tokenizer
+from tools.clip_tokenizer import read_bpe_text, write_tokenizer
 
 
 def download_wheel(directory: Path) -> Path:

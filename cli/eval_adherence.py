@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from modules.models.embedded.evaluation import (  # noqa: E402
+from tools.embedded.evaluation import (  # noqa: E402
     DEFAULT_MODEL,
     SAMPLERS,
     EmbeddedRunner,

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from modules.models.catalog import CheckpointCatalog, HashCache
     from modules.models.manager import ModelManager
     from modules.processing.engine import StepControl
-    from modules.processing.image_store import embed_infotext
+    from modules.processing.image_metadata import embed_infotext
     from modules.processing.params import Txt2ImgParams
     from modules.processing.processor import Processor
     from modules.processing.run import ProcessingRun

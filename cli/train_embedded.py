@@ -31,8 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from modules.models.embedded import architecture, shapes  # noqa: E402
-from modules.models.embedded.tokenizer import write_tokenizer  # noqa: E402
+from tools.embedded import architecture, shapes  # noqa: E402
+from tools.embedded.tokenizer import write_tokenizer  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "models" / "Stable-diffusion" / "easel-shapes-v1"
 

@@ -16,9 +16,11 @@ from PIL import Image
 
 from modules.extensions import compat
 from modules.extensions.callbacks import ImageGridLoopParams
-from modules.processing.image_store import draw_grid_annotations as _draw_annotations
-from modules.processing.image_store import image_grid as _image_grid
-from modules.processing.image_store import labelled_grid, read_infotext, sanitize_filename_part
+from modules.processing.filenames import sanitize_filename_part
+from modules.processing.grids import draw_grid_annotations as _draw_annotations
+from modules.processing.grids import image_grid as _image_grid
+from modules.processing.grids import labelled_grid
+from modules.processing.image_metadata import read_infotext
 
 __all__ = ["Grid", "GridAnnotation", "combine_grid", "draw_grid_annotations", "image_grid", "labelled_grid",
            "read_info_from_image", "resize_image", "sanitize_filename_part", "save_image", "split_grid"]

@@ -12,14 +12,15 @@ from typing import Any
 from modules.extensions import compat
 from modules.extensions.callbacks import (
     AfterCFGCallbackParams,
+    BeforeTokenCounterParams,
     CFGDenoisedParams,
     CFGDenoiserParams,
     ImageGridLoopParams,
     ImageSaveParams,
 )
 
-__all__ = ["AfterCFGCallbackParams", "CFGDenoisedParams", "CFGDenoiserParams", "ImageGridLoopParams",
-           "ImageSaveParams"]
+__all__ = ["AfterCFGCallbackParams", "BeforeTokenCounterParams", "CFGDenoisedParams", "CFGDenoiserParams",
+           "ImageGridLoopParams", "ImageSaveParams"]
 
 Callback = Callable[..., Any]
 

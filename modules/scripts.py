@@ -19,9 +19,10 @@ from modules.extensions.script_api import (
     ScriptBuiltinUI,
 )
 from modules.processing.processor import ImageHolder as PostprocessImageArgs
+from modules.processing.processor import SampledLatents as PostSampleArgs
 
-__all__ = ["AlwaysVisible", "OnComponent", "PostprocessBatchListArgs", "PostprocessImageArgs", "Script",
-           "ScriptBuiltinUI", "ScriptRunner", "basedir"]
+__all__ = ["AlwaysVisible", "OnComponent", "PostSampleArgs", "PostprocessBatchListArgs", "PostprocessImageArgs",
+           "Script", "ScriptBuiltinUI", "ScriptRunner", "basedir"]
 
 
 def basedir() -> str:
@@ -45,7 +46,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"modules.{name}")  # A1111's modules.scripts imports these
     if name == "scripts_data":
         service = _scripts_service()
-        return [] if service is None else service.scripts(False) + service.scripts(True)
+        return [] if service is None else [*service.scripts(False), *service.scripts(True)]
     raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")
 
 

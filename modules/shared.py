@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from modules.core import cancellation
 from modules.extensions import compat
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,11 @@ class _State:
         mapping = {"interrupted": "interrupted", "skipped": "skipped", "sampling_step": "step",
                    "sampling_steps": "total_steps", "job_no": "batch_no", "job_count": "batch_count",
                    "textinfo": "textinfo", "job": "job_id"}
+        if name == "interrupted" or name == "stopping_generation":
+            # A1111 scripts poll this between units of their loops: a v2 cancel and a server stop must read as an
+            # interrupt too, or a script's loop goes on after its job was cancelled.
+            return cancellation.stop_requested() or bool(
+                snapshot is not None and (snapshot.interrupted or snapshot.cancelling))
         if name in mapping:
             if name in overrides and name not in ("interrupted", "skipped"):
                 return overrides[name]
@@ -209,8 +215,6 @@ class _State:
             return getattr(snapshot, mapping[name], default) if snapshot is not None else default
         if name in self._WRITABLE:
             return overrides.get(name)
-        if name == "stopping_generation":
-            return False
         raise AttributeError(f"shared.state has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:

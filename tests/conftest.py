@@ -23,7 +23,7 @@ def build_tiny_sd(folder: Path, *, seed: int = 0, scheduler: str = "EulerDiscret
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from modules.models.embedded.tokenizer import write_tokenizer
+    from tools.embedded.tokenizer import write_tokenizer
 
     torch.manual_seed(seed)
     tokenizer_dir = write_tokenizer(folder / "_tokenizer_build", TINY_WORDS)

@@ -1,4 +1,5 @@
-"""Name -> execution backend. Registration happens when a backend module is imported; duplicates are errors."""
+"""Name -> execution backend. The built-in backends are registered here, on first use; a duplicate name is an
+error. The backend modules do not import this one (their heavy runtimes load lazily, in ``prepare``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ def register_backend(cls: BackendT) -> BackendT:
 
 
 def load_builtin_backends() -> None:
-    """Import the built-in backend modules (each registers itself); cheap: heavy runtimes load lazily."""
-    from modules.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401
+    """Register the built-in backends (once); cheap: their heavy runtimes load lazily."""
+    from modules.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from modules.backends.openvino_backend import OpenVinoBackend
+    from modules.backends.tensorrt_backend import TensorRtBackend
+    from modules.backends.torch_backend import TorchBackend
+
+    for cls in (TorchBackend, OnnxRuntimeBackend, OpenVinoBackend, TensorRtBackend):
+        if not isinstance(BACKENDS.get(cls.name), cls):
+            register_backend(cls)
 
 
 def get_backend(name: str) -> ExecutionBackend:

@@ -25,7 +25,6 @@ from modules.backends.base import (
     unet_example_inputs,
 )
 from modules.backends.onnx_export import export_unet
-from modules.backends.registry import register_backend
 from modules.core.errors import UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,6 @@ def _torch_dtype(trt_dtype: Any) -> torch.dtype:
 
 
 
-@register_backend
 class TensorRtBackend(ExecutionBackend):
     name: ClassVar[str] = "tensorrt"
 

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import torch
 
 from modules.backends.base import ComponentWrapper, ExecutionBackend, ShapePolicy, install_component
-from modules.backends.registry import register_backend
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ class TorchUNet(ComponentWrapper):
         return result
 
 
-@register_backend
 class TorchBackend(ExecutionBackend):
     name: ClassVar[str] = "torch"
 

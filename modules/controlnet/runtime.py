@@ -41,7 +41,8 @@ from modules.controlnet.models import CONTROLNET, IP_ADAPTER, T2I_ADAPTER, Contr
 from modules.controlnet.preprocessors import PreprocessorRegistry, run_preprocessor
 from modules.controlnet.t2i_adapter import check_adapter_fits, control_size
 from modules.controlnet.units import ControlNetUnit
-from modules.processing.unet_extras import DenoisePass, UnetKwargs, add_residuals
+from modules.processing.run import DenoisePass, UnetKwargs
+from modules.processing.unet_extras import add_residuals
 
 SOFT_INJECTION_BASE = 0.825
 STRONG_CONTROL = "ControlNet is more important"

@@ -124,9 +124,6 @@ def _apply_overrides(p: Any) -> None:
     p.opts = validate_option_changes(p.opts, overrides)
     if "CLIP_stop_at_last_layers" in overrides:
         p.clip_skip = int(overrides["CLIP_stop_at_last_layers"])
-    if "sd_vae" in overrides:
-        value = overrides["sd_vae"]
-        p.sd_vae_name = None if value in ("Automatic", "None", None) else value
 
 
 def process_images(p: Any) -> ProcessedResult:

@@ -76,6 +76,17 @@ class AfterCFGCallbackParams:
 
 
 @dataclass
+class BeforeTokenCounterParams:
+    """A1111's ``BeforeTokenCounterParams``: ``before_token_counter`` callbacks may rewrite ``prompt`` (e.g. strip
+    their own syntax) before the UI counts its tokens."""
+
+    prompt: str
+    steps: int
+    styles: list[str]
+    is_positive: bool = True
+
+
+@dataclass
 class ImageGridLoopParams:
     imgs: list[Any]
     cols: int
@@ -115,6 +126,11 @@ class CallbackRegistry:
             yield
         finally:
             self._loading.value = previous
+
+    def loading_owner(self) -> str | None:
+        """The extension whose script file is being executed on this thread, if any."""
+        current = getattr(self._loading, "value", None)
+        return str(current[1]) if current is not None else None
 
     def add(self, point: str, callback: Callable[..., Any], name: str | None = None) -> None:
         if point not in self._entries:

@@ -16,20 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modules.core.settings import Settings
-from modules.processing.image_store import ImageStore
 from modules.extensions.callbacks import CallbackRegistry
+from modules.processing.image_store import ImageStore
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
     from modules.extensions.prompts import StylesService
-    from modules.extensions.runner import ScriptRunner
-    from modules.extensions.script_api import Script
     from modules.models.manager import LoadedModel
     from modules.processing.processor import Processor
     from modules.processing.run import ProcessingRun
-
 
 class QueueControl(Protocol):
     def interrupt(self) -> bool: ...
@@ -64,9 +61,11 @@ class ControlNetUnits(Protocol):
 
 
 class ScriptRunners(Protocol):
-    def runner(self, is_img2img: bool) -> ScriptRunner: ...
+    """The scripts service (``modules.extensions.scripts_service``, which imports this module)."""
 
-    def scripts(self, is_img2img: bool) -> list[Script]: ...
+    def runner(self, is_img2img: bool) -> object: ...
+
+    def scripts(self, is_img2img: bool) -> Sequence[object]: ...
 
 
 class FacadeServices(Protocol):

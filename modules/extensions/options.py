@@ -62,7 +62,7 @@ A1111_OPTION_DEFAULTS: dict[str, Any] = {
     "training_tensorboard_save_images": False, "training_tensorboard_flush_every": 120,
     "sd_checkpoints_keep_in_cpu": True, "sd_unet": "Automatic", "enable_quantization": False,
     "emphasis": "Original", "enable_batch_seeds": True, "comma_padding_backtrack": 20,
-    "sdxl_clip_l_skip": False, "upcast_attn": False, "tiling": False, "hires_fix_refiner_pass": "second pass only",
+    "sdxl_clip_l_skip": False, "upcast_attn": False, "tiling": False, "hires_fix_refiner_pass": "second pass",
     "enable_prompt_comments": True, "sd3_enable_t5": False, "sdxl_crop_top": 0, "sdxl_crop_left": 0,
     "sdxl_refiner_low_aesthetic_score": 2.5, "sdxl_refiner_high_aesthetic_score": 6.0,
     "sd_vae_checkpoint_cache": 0, "sd_vae_overrides_per_model_preferences": True, "auto_vae_precision_bfloat16": False,

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from modules.extensions.networks import LoraActivation, LoraFile, NetworksService
-from modules.processing.prompt_parser import ExtraNetworkRef, StyleStore, expand_wildcards, extract_extra_networks
+from modules.processing.prompt_parser import ExtraNetworkRef, extract_extra_networks
+from modules.processing.styles import StyleStore
+from modules.processing.wildcards import expand_wildcards
 
 log = logging.getLogger(__name__)
 

@@ -49,9 +49,14 @@ def build_extension_services(settings: Settings, current_model: CurrentModel, ca
         builtin_dirs=list(builtin_dirs if builtin_dirs is not None else [REPO_ROOT / "scripts"]),
         extension_roots=list(extension_roots if extension_roots is not None else [REPO_ROOT / "extensions"]),
         disabled=lambda: settings.options.disabled_extensions,
-        allow_install=bool(settings.flags.allow_extension_install),
+        allow_install=bool(settings.flags.allow_extension_install), limits=settings.limits,
         launch_args=lambda: {**settings.flags.model_dump(mode="json", exclude={"auth", "api_auth"}),
                              **getattr(settings, "extension_flags", {})})
+    ui_config = settings.data_paths.root / "ui-config.json"  # A1111's saved UI defaults; extensions read it
+    if not ui_config.exists():
+        from modules.core.atomic import atomic_write_json
+
+        atomic_write_json(ui_config, {})
     try:  # extension modules build Gradio 3 UIs from import time on
         from modules.extensions import gradio3
 
@@ -80,6 +85,10 @@ def prepare_runtime(services: Any, binding: Any, extension_roots: Sequence[Path]
     from modules.shared import OptionInfo
 
     binding.options.register_a1111_defaults(OptionInfo)
+    try:  # imported before scripts: some define component classes that claim this module as theirs
+        import modules.ui_components  # noqa: F401
+    except ImportError:  # no gradio: scripts still run with the args requests give
+        log.warning("gradio is not importable; extension UIs are unavailable")
     install_guard(list(extension_roots if extension_roots is not None else [REPO_ROOT / "extensions"]))
     listeners = services.image_store.listeners
     if not any(isinstance(listener, ImageSaveCallbacks) for listener in listeners):

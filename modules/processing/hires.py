@@ -25,12 +25,12 @@ from PIL import Image
 from modules.core.errors import EaselError, UserInputError
 from modules.processing import engine
 from modules.processing.engine import DenoiseRequest, StepControl
-from modules.processing.run import ModelProvider, ProcessingRun
+from modules.processing.run import DenoisePass, ModelProvider, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
 from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids
-from modules.processing.unet_extras import DenoisePass, unet_kwargs_for
+from modules.processing.unet_extras import unet_kwargs_for
 from modules.upscalers.base import Upscaler
 from modules.upscalers.latent import DEFAULT_LATENT_MODE, LATENT_MODES, is_latent_mode, upscale_latents
 from modules.upscalers.service import UpscalerRegistry
@@ -144,6 +144,10 @@ class FirstPass:
 def second_pass(first: FirstPass) -> tuple[torch.Tensor, LoadedModel, list[str]]:
     """Return the second pass's latents, the model that made them (decode with its VAE) and warnings."""
     run = first.run
+    for hook in run.hooks:  # A1111's Script.before_hr(p)
+        before_hr = getattr(hook, "before_hr", None)
+        if before_hr is not None:
+            before_hr(run)
     annotate(run)
     upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
     first_images: list[Image.Image] = []

@@ -1,13 +1,13 @@
 """The A1111 prompt language, parsed without torch.
 
 Users paste prompts between A1111, SD.Next and Easel, so the syntax and its meaning follow A1111's documented
-behaviour (contract §4). The implementation is Easel's own: a small bracket matcher plus recursive descent,
-which never raises on malformed input (an unbalanced bracket is plain text, as a user would expect).
+behaviour (see ``docs/A1111-CONTRACT.md``). The implementation is Easel's own: a small bracket matcher plus
+recursive descent, which never raises on malformed input (an unbalanced bracket is plain text, as a user would expect).
 
 Order in which processing applies these steps to a prompt:
 
-1. :meth:`StyleStore.apply_styles` (styles.csv),
-2. :func:`expand_wildcards` (``__name__``),
+1. :meth:`modules.processing.styles.StyleStore.apply_styles` (styles.csv),
+2. :func:`modules.processing.wildcards.expand_wildcards` (``__name__``),
 3. :func:`extract_extra_networks` (``<lora:name:1>`` tags leave the text; their colons would otherwise
    look like prompt editing),
 4. :func:`split_composable` (``AND`` sub-prompts with weights; the negative prompt is not split),
@@ -18,16 +18,11 @@ Order in which processing applies these steps to a prompt:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from modules.core.atomic import atomic_write_text
 from modules.core.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -427,196 +422,3 @@ def extract_extra_networks(prompt: str, kinds: Iterable[str] | None = None) -> t
         return ""
 
     return _EXTRA_NETWORK_RE.sub(take, prompt), refs
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Wildcards (__name__)
-# --------------------------------------------------------------------------------------------------------------
-
-_WILDCARD_RE = re.compile(r"__([\w\-/.]+?)__")
-
-
-def _wildcard_lines(folder: Path, name: str) -> list[str] | None:
-    if ".." in Path(name).parts or name.startswith("/"):
-        return None
-    path = folder / f"{name}.txt"
-    try:
-        if not path.resolve().is_relative_to(folder.resolve()) or not path.is_file():
-            return None
-        raw = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = [line.strip() for line in raw.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def expand_wildcards(prompt: str, folder: Path, rng: random.Random, *, max_depth: int = 10) -> str:
-    """Replace each ``__name__`` with a random line of ``folder/name.txt`` (``__dir/name__`` for subfolders).
-
-    Chosen lines may contain wildcards themselves; expansion repeats up to ``max_depth`` rounds so a
-    self-referencing file cannot loop forever. Unknown names stay in the prompt as written, so a typo is
-    visible in the output instead of vanishing. Blank lines and ``#`` comments are skipped. ``rng`` is the
-    caller's (seeded per image) so a seed reproduces the same choices.
-    """
-    folder = Path(folder)
-    cache: dict[str, list[str] | None] = {}
-
-    def choose(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in cache:
-            cache[name] = _wildcard_lines(folder, name)
-        lines = cache[name]
-        return rng.choice(lines) if lines else match.group(0)
-
-    for _ in range(max_depth):
-        expanded = _WILDCARD_RE.sub(choose, prompt)
-        if expanded == prompt:
-            break
-        prompt = expanded
-    return prompt
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Styles (styles.csv)
-# --------------------------------------------------------------------------------------------------------------
-
-PROMPT_PLACEHOLDER = "{prompt}"
-STYLE_COLUMNS = ("name", "prompt", "negative_prompt")
-
-
-@dataclass(frozen=True)
-class PromptStyle:
-    name: str
-    prompt: str = ""
-    negative_prompt: str = ""
-
-
-def merge_style_prompt(style_prompt: str, prompt: str) -> str:
-    """A1111's rule: ``{prompt}`` in the style is replaced by the prompt, else the style is appended with ", "."""
-    if PROMPT_PLACEHOLDER in style_prompt:
-        return style_prompt.replace(PROMPT_PLACEHOLDER, prompt)
-    return ", ".join(part for part in (prompt.strip(), style_prompt.strip()) if part)
-
-
-def _unmerge_style_prompt(style_prompt: str, prompt: str) -> str | None:
-    """The prompt before :func:`merge_style_prompt` applied ``style_prompt``, or None if it was not applied."""
-    style_prompt = style_prompt.strip()
-    prompt = prompt.strip()
-    if not style_prompt:
-        return prompt
-    if PROMPT_PLACEHOLDER in style_prompt:
-        head, _, tail = style_prompt.partition(PROMPT_PLACEHOLDER)
-        fits = len(head) + len(tail) <= len(prompt) and PROMPT_PLACEHOLDER not in tail
-        if fits and prompt.startswith(head) and prompt.endswith(tail):
-            return prompt[len(head) : len(prompt) - len(tail)]
-        return None
-    if prompt == style_prompt:
-        return ""
-    suffix = ", " + style_prompt
-    if prompt.endswith(suffix):
-        return prompt[: -len(suffix)]
-    return None
-
-
-class StyleStore:
-    """The styles of one ``styles.csv`` (columns ``name,prompt,negative_prompt``, A1111's file format).
-
-    Reads accept A1111's older ``text`` column for the prompt and skip rows without a name. Saves are atomic
-    so a crash never truncates a user's styles.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._styles: dict[str, PromptStyle] = {}
-
-    @classmethod
-    def load(cls, path: Path) -> StyleStore:
-        store = cls(path)
-        store.reload()
-        return store
-
-    def reload(self) -> None:
-        styles: dict[str, PromptStyle] = {}
-        if self.path.is_file():
-            text = self.path.read_text(encoding="utf-8-sig")
-            for row in csv.DictReader(io.StringIO(text)):
-                name = (row.get("name") or "").strip()
-                if not name:
-                    continue
-                prompt = row.get("prompt")
-                if prompt is None:
-                    prompt = row.get("text") or ""
-                styles[name] = PromptStyle(name, prompt, row.get("negative_prompt") or "")
-        self._styles = styles
-
-    def save(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(STYLE_COLUMNS)
-        for style in self._styles.values():
-            writer.writerow((style.name, style.prompt, style.negative_prompt))
-        atomic_write_text(self.path, buffer.getvalue())
-
-    def names(self) -> list[str]:
-        return list(self._styles)
-
-    def get(self, name: str) -> PromptStyle | None:
-        return self._styles.get(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._styles
-
-    def __iter__(self) -> Iterator[PromptStyle]:
-        return iter(list(self._styles.values()))
-
-    def __len__(self) -> int:
-        return len(self._styles)
-
-    def set(self, style: PromptStyle) -> None:
-        """Add or replace a style (by name); call :meth:`save` to persist."""
-        if not style.name.strip():
-            raise UserInputError("name", "a style needs a non-empty name")
-        self._styles[style.name] = style
-
-    def delete(self, name: str) -> bool:
-        return self._styles.pop(name, None) is not None
-
-    def apply_styles(self, prompt: str, negative_prompt: str, names: Sequence[str]) -> tuple[str, str]:
-        """Apply the named styles in order to both prompts; unknown names are logged and skipped (as A1111)."""
-        for name in names:
-            style = self._styles.get(name)
-            if style is None:
-                log.warning("style %r not found in %s", name, self.path)
-                continue
-            prompt = merge_style_prompt(style.prompt, prompt)
-            negative_prompt = merge_style_prompt(style.negative_prompt, negative_prompt)
-        return prompt, negative_prompt
-
-    def extract_styles(self, prompt: str, negative_prompt: str) -> tuple[list[str], str, str]:
-        """Undo styles found in a pasted infotext: returns (style names in application order, prompt, negative).
-
-        A style counts only when it can be removed from both the prompt and the negative prompt.
-        """
-        found: list[str] = []
-        remaining = sorted(self._styles.values(), key=lambda s: len(s.prompt) + len(s.negative_prompt), reverse=True)
-        progress = True
-        while progress:
-            progress = False
-            for style in remaining:
-                if not style.prompt.strip() and not style.negative_prompt.strip():
-                    continue
-                new_prompt = _unmerge_style_prompt(style.prompt, prompt)
-                new_negative = _unmerge_style_prompt(style.negative_prompt, negative_prompt)
-                if new_prompt is None or new_negative is None:
-                    continue
-                found.append(style.name)
-                prompt, negative_prompt = new_prompt, new_negative
-                remaining.remove(style)
-                progress = True
-                break
-        return list(reversed(found)), prompt, negative_prompt
-
-
-def apply_styles(store: StyleStore, prompt: str, negative_prompt: str, names: Sequence[str]) -> tuple[str, str]:
-    """Function form of :meth:`StyleStore.apply_styles` for callers holding a store."""
-    return store.apply_styles(prompt, negative_prompt, names)

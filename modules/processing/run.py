@@ -10,17 +10,47 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modules.core.settings import Options
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 
 if TYPE_CHECKING:
-    from modules.processing.unet_extras import ControlProvider, UnetKwargsProvider
+    import torch
 
 EASEL_VERSION = "easel-0.1.0"
+
+UnetKwargs = Callable[[int, "torch.Tensor", "torch.Tensor", "dict[str, Any] | None"], "dict[str, Any]"]
+"""Called by the engine at every step: ``(step_index, latent_input, embeds, added_cond_kwargs) -> dict`` merged
+into the UNet call (see :mod:`modules.processing.unet_extras`)."""
+
+
+@dataclass
+class DenoisePass:
+    """What a UNet-kwargs provider needs to know about one denoising pass of one batch."""
+
+    run: ProcessingRun
+    pipe: Any
+    timesteps: Sequence[torch.Tensor]
+    width: int
+    height: int
+    batch_size: int
+    guidance: bool  # classifier-free guidance: latent_input holds [uncond, cond...] copies
+    second_pass: bool = False
+
+
+UnetKwargsProvider = Callable[[DenoisePass], "UnetKwargs | None"]
+"""Asked once per denoising pass (first pass, hires second pass) for the step callback, or None."""
+
+
+class ControlProvider(Protocol):
+    """A provider that patches the pipeline for its run (IP-Adapter) and must be closed when the run ends."""
+
+    def __call__(self, denoise_pass: DenoisePass) -> UnetKwargs | None: ...
+
+    def close(self) -> None: ...
 
 
 class ProcessingRun:

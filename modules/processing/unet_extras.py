@@ -11,41 +11,11 @@ also how diffusers' multi-ControlNet combines them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from modules.processing.run import ProcessingRun
-
-UnetKwargs = Callable[[int, torch.Tensor, torch.Tensor, dict[str, Any] | None], dict[str, Any]]
-
-
-@dataclass
-class DenoisePass:
-    """What a provider needs to know about one denoising pass of one batch."""
-
-    run: ProcessingRun
-    pipe: Any
-    timesteps: Sequence[torch.Tensor]
-    width: int
-    height: int
-    batch_size: int
-    guidance: bool  # classifier-free guidance: latent_input holds [uncond, cond...] copies
-    second_pass: bool = False
-
-
-UnetKwargsProvider = Callable[[DenoisePass], UnetKwargs | None]
-
-
-class ControlProvider(Protocol):
-    """A provider that patches the pipeline for its run (IP-Adapter) and must be closed when the run ends."""
-
-    def __call__(self, denoise_pass: DenoisePass) -> UnetKwargs | None: ...
-
-    def close(self) -> None: ...
+from modules.processing.run import DenoisePass, ProcessingRun, UnetKwargs, UnetKwargsProvider
 
 
 def unet_kwargs_for(run: ProcessingRun, denoise_pass: DenoisePass) -> UnetKwargs | None:

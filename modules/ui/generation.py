@@ -205,13 +205,13 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
             tab.selected_state = gr.State(0)
 
     # -- small handlers ------------------------------------------------------------------------------------
-    def count(text: str | None) -> str:
-        tokens, limit = ctx.token_count(text or "")
+    def count(text: str | None, is_positive: bool = True) -> str:
+        tokens, limit = ctx.token_count(text or "", is_positive=is_positive)
         return f"<span class='easel-tokens'>{tokens}/{limit}</span>"
 
     f["prompt"].change(count, f["prompt"], prompt_tokens, show_progress="hidden", trigger_mode="always_last")
-    f["negative_prompt"].change(count, f["negative_prompt"], negative_tokens, show_progress="hidden",
-                                trigger_mode="always_last")
+    f["negative_prompt"].change(lambda text: count(text, is_positive=False), f["negative_prompt"], negative_tokens,
+                                show_progress="hidden", trigger_mode="always_last")
     swap.click(lambda w, h: (h, w), [f["width"], f["height"]], [f["width"], f["height"]], show_progress="hidden")
 
     def pick_preset(value: str | None) -> tuple[Any, Any]:
@@ -341,8 +341,8 @@ def _wire_generate(ctx: UiContext, tab: GenerationTab) -> None:
             ui_names = set(tab.ui)
             params = build_params(tab.kind, {k: v for k, v in by_name.items() if k not in ui_names - {
                 "override_settings_text"}}, extra=extra)
-            payload = params.model_dump(mode="json")
-            payload["_save_samples"] = True
+            # the UI saves every image to the outputs folder (subject to the samples_save option), as A1111's does
+            payload = params.model_copy(update={"save_images": True}).model_dump(mode="json")
             job = ctx.queue.submit(tab.kind, payload, source="ui")
         except EaselError as exc:
             yield {tab.progress: progress_html(f"Error: {exc.message}", 0.0), tab.message: ""}

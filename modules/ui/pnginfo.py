@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from modules.core.errors import EaselError
-from modules.processing.image_store import read_infotext
+from modules.processing.image_metadata import read_infotext
 from modules.ui.context import UiContext
 
 

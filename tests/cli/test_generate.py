@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modules.processing.image_store import read_infotext
+from modules.processing.image_metadata import read_infotext
 from modules.processing.infotext import parse_infotext
 
 REPO = Path(__file__).resolve().parents[2]

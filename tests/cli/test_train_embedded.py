@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from cli import train_embedded
-from modules.models.embedded import architecture
+from tools.embedded import architecture
 
 # Two VAE steps, two decoder steps, six UNet steps (3 + a 3-step restart cycle) growing attention as step 3 begins;
 # the prompt-mismatch and colourless-prompt phases start early so that the toy run passes through all of them.

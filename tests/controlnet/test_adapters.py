@@ -19,13 +19,13 @@ from modules.core.settings import Options
 from modules.devices.select import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.families import FAMILIES
-from modules.models.families.tiny import build_tiny_pipeline
 from modules.models.manager import ModelManager
 from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.processor import Processor
 from modules.processing.run import ProcessingRun
 from modules.processing.samplers import build_default_registry
 from tests.images import control_sketch, png_b64
+from tests.tiny_pipelines import build_tiny_pipeline
 
 FIELD = "alwayson_scripts.ControlNet.args"
 

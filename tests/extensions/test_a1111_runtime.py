@@ -116,6 +116,44 @@ def test_helper_module_script_and_save_callbacks(server: RunningServer, http: ht
     assert "A1111 style: hello" in parameters
     assert record["seen"]["checkpoint"].startswith("tiny-sd")  # p.sd_model.sd_checkpoint_info.title
     assert "A1111 style: hello" in record["seen"]["infotext"]  # Processed.infotext(p, 0)
+    import base64
+
+    info = http.post("/sdapi/v1/png-info", json={"image": base64.b64encode(path.read_bytes()).decode()}).json()
+    assert info["parameters"]["Pasted-by"] == "a1111style"  # infotext_pasted ran on the parsed parameters
+    assert info["parameters"]["Seed"] == 7
+
+
+def test_hires_and_post_sample_hooks(server: RunningServer, http: httpx.Client) -> None:
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "width": 64, "height": 64, "steps": 2,
+                                                    "seed": 7, "enable_hr": True, "hr_scale": 2,
+                                                    "denoising_strength": 0.5, "hr_second_pass_steps": 2})
+    assert response.status_code == 200, response.text
+    seen = http.get("/a1111style/saved").json()["seen"]
+    pipe = server.services.manager.current.pipe
+    side = 128 // pipe.vae_scale_factor
+    assert seen["before_hr"] == 1
+    assert seen["post_sample"] == [1, pipe.vae.config.latent_channels, side, side]  # after the hires pass
+    assert seen["after_composite"] == [128, 128]
+
+
+def test_before_token_counter_changes_what_is_counted(server: RunningServer) -> None:
+    from modules.ui.context import UiContext
+
+    ctx = UiContext(server.services)
+    plain, _ = ctx.token_count("a red circle {and|or} a blue square")
+    seen: list[Any] = []
+
+    def strip_braces(params: Any) -> None:
+        seen.append((params.prompt, params.is_positive))
+        params.prompt = params.prompt.split("{")[0]
+
+    server.services.callbacks.add("before_token_counter", strip_braces)
+    try:
+        stripped, _ = ctx.token_count("a red circle {and|or} a blue square", is_positive=False)
+    finally:
+        server.services.callbacks.remove_function(strip_braces)
+    assert seen == [("a red circle {and|or} a blue square", False)]
+    assert 0 < stripped < plain
 
 
 def test_ldm_extension_listed_as_incompatible(server: RunningServer, http: httpx.Client) -> None:
@@ -126,6 +164,13 @@ def test_ldm_extension_listed_as_incompatible(server: RunningServer, http: httpx
     assert "needs_ldm" in status["needs_ldm"]["reason"] and "modules.sd_hijack" in status["needs_ldm"]["reason"]
     titles = http.get("/sdapi/v1/scripts").json()["txt2img"]
     assert "needs hijack" not in titles
+    from modules.ui.context import UiContext
+    from modules.ui.extensions_tab import extension_rows
+
+    ctx = UiContext(server.services)
+    states = {row[0]: row[1] for row in extension_rows(ctx)}
+    assert states["a1111style"] == "enabled"
+    assert states["needs_ldm"].startswith("incompatible: ") and "modules.sd_hijack" in states["needs_ldm"]
 
 
 def test_a1111_modules_answer_from_services(server: RunningServer) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules.models.embedded.evaluation import SAMPLERS, EmbeddedRunner, evaluate, has_weights, prompt_set
-from modules.models.embedded.scoring import score_image
-from modules.models.embedded.shapes import ShapeSpec, draw, prompt_for, random_spec
+from tools.embedded.evaluation import SAMPLERS, EmbeddedRunner, evaluate, has_weights, prompt_set
+from tools.embedded.scoring import score_image
+from tools.embedded.shapes import ShapeSpec, draw, prompt_for, random_spec
 
 pytestmark = pytest.mark.skipif(not has_weights(), reason="embedded model easel-shapes-v1 not present")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from modules.models.embedded.scoring import adherence, classify_shape, score_image, score_images
-from modules.models.embedded.shapes import (
+from tools.embedded.scoring import adherence, classify_shape, score_image, score_images
+from tools.embedded.shapes import (
     COLOURS,
     PALETTE,
     SHAPES,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import CLIPTokenizer
 
-from modules.models.embedded.shapes import VOCABULARY
-from modules.models.embedded.tokenizer import BOS_TOKEN, EOS_TOKEN, write_tokenizer
+from tools.embedded.shapes import VOCABULARY
+from tools.embedded.tokenizer import BOS_TOKEN, EOS_TOKEN, write_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from modules.models.families import (
     read_header,
     register,
 )
-from modules.models.families.tiny import pipeline_to_ldm, save_tiny_checkpoints
+from tests.tiny_pipelines import pipeline_to_ldm, save_tiny_checkpoints
 
 ALL_FAMILIES = ("sd15", "sd15-inpaint", "sd2", "sd2-v", "sdxl", "sdxl-inpaint", "sdxl-refiner", "playground-v2.5")
 
@@ -203,7 +203,7 @@ def test_unknown_checkpoint_and_folder_name_the_path(tmp_path: Path) -> None:
 
 
 def test_pickle_checkpoints_need_explicit_permission(tmp_path: Path) -> None:
-    from modules.models.families.tiny import build_tiny_pipeline
+    from tests.tiny_pipelines import build_tiny_pipeline
 
     family = FAMILIES["sd15"]
     paths = save_tiny_checkpoints(family, tmp_path)

@@ -13,7 +13,8 @@ from PIL import Image
 from modules.core.errors import UserInputError
 from modules.core.settings import CmdFlags, Options, Settings
 from modules.processing.extras import ExtrasService, parse_extras_payload
-from modules.processing.image_store import ImageStore, read_infotext
+from modules.processing.image_metadata import read_infotext
+from modules.processing.image_store import ImageStore
 from modules.upscalers.service import UpscalerService
 from tests.images import png_b64
 
@@ -88,7 +89,7 @@ def test_missing_face_restorer_is_a_note_not_a_failure(service: ExtrasService, s
 def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
     payload = {"imageList": [{"data": png_b64(_picture(seed=1)), "name": "one.png"},
                              {"data": "data:image/png;base64," + png_b64(_picture(16, 16, seed=2)), "name": "two.png"}],
-               "upscaler_1": "Lanczos", "upscaling_resize": 3, "_save_samples": True}
+               "upscaler_1": "Lanczos", "upscaling_resize": 3, "save_images": True}
     result = _run(service, payload, "batch")
     assert result["images"] == ["000.png", "001.png"]
     assert _open(settings, "batch", "001.png").size == (48, 48)
@@ -99,7 +100,7 @@ def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
 
 
 def test_generation_infotext_is_kept(service: ExtrasService) -> None:
-    from modules.processing.image_store import embed_infotext
+    from modules.processing.image_metadata import embed_infotext
 
     data = embed_infotext(_picture(), "a cat\nSteps: 3, Seed: 1", "png", 80)
     result = _run(service, {"image": base64.b64encode(data).decode(), "upscaler_1": "Lanczos"})

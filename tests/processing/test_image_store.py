@@ -15,18 +15,11 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from modules.core.errors import NotFoundError, PermissionDeniedError, UserInputError
-from modules.processing.image_store import (
-    ImageStore,
-    decode_base64_image,
-    draw_grid_annotations,
-    embed_infotext,
-    encode_base64,
-    image_grid,
-    labelled_grid,
-    read_infotext,
-    sanitize_filename_part,
-    write_new_file,
-)
+from modules.processing.filenames import sanitize_filename_part
+from modules.processing.grids import draw_grid_annotations, image_grid, labelled_grid
+from modules.processing.image_codec import decode_base64_image, encode_base64
+from modules.processing.image_metadata import embed_infotext, read_infotext
+from modules.processing.image_store import ImageStore, write_new_file
 from modules.processing.infotext import build_infotext, parse_infotext
 
 INFOTEXT = build_infotext(

@@ -9,16 +9,14 @@ from modules.core.errors import UserInputError
 from modules.processing.prompt_parser import (
     BREAK,
     BREAK_WEIGHT,
-    PromptStyle,
-    StyleStore,
-    expand_wildcards,
     extract_extra_networks,
-    merge_style_prompt,
     parse_attention,
     parse_prompt_schedules,
     prompt_at_step,
     split_composable,
 )
+from modules.processing.styles import PromptStyle, StyleStore, merge_style_prompt
+from modules.processing.wildcards import expand_wildcards
 
 
 def texts_per_step(prompt: str, steps: int) -> list[str]:

@@ -209,8 +209,8 @@ def test_size_sliders_start_at_the_checkpoint_resolution(tiny_models_dir: Path, 
     """The embedded model's folder says 64x64 (UNet sample_size 16 x VAE downscale 4); the tiny test model says
     16 x 2 = 32, below the slider minimum, so 512; a single-file checkpoint says nothing, so 512."""
     from modules.models.catalog import CheckpointCatalog, HashCache
-    from modules.models.embedded.evaluation import DEFAULT_MODEL
     from modules.ui.context import UiContext
+    from tools.embedded.evaluation import DEFAULT_MODEL
 
     def native(folder: Path, checkpoint: str) -> int:
         catalog = CheckpointCatalog(folder, HashCache(tmp_path / f"{checkpoint}.json"))

@@ -18,8 +18,8 @@ from typing import Any
 from PIL import Image
 
 from modules.core.paths import REPO_ROOT
-from modules.models.embedded.scoring import adherence, score_images
-from modules.models.embedded.shapes import ShapeSpec, prompt_for, random_spec
+from tools.embedded.scoring import adherence, score_images
+from tools.embedded.shapes import ShapeSpec, prompt_for, random_spec
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "Stable-diffusion" / "easel-shapes-v1"
 SAMPLERS: tuple[str, ...] = ("Euler", "Euler a", "DPM++ 2M", "DDIM", "UniPC")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from modules.models.embedded.shapes import PALETTE, ShapeSpec
+from tools.embedded.shapes import PALETTE, ShapeSpec
 
 _NAMES = tuple(PALETTE)
 _COLOURS = np.array([PALETTE[name] for name in _NAMES], dtype=np.float32)

@@ -14,8 +14,8 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from modules.models.embedded.shapes import IMAGE_SIZE
-from modules.models.embedded.tokenizer import MODEL_MAX_LENGTH
+from tools.embedded.shapes import IMAGE_SIZE
+from tools.embedded.tokenizer import MODEL_MAX_LENGTH
 
 TEXT_HIDDEN = 64
 LATENT_CHANNELS = 4

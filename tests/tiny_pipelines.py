@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 
 from modules.models.families.base import ModelFamily
-from modules.models.families.ldm_convert import clip_to_ldm, open_clip_to_ldm, prefixed, unet_to_ldm, vae_to_ldm
 from modules.models.families.signatures import (
     PLAYGROUND_MARKERS,
     REFINER_TEXT_G,
@@ -27,6 +26,7 @@ from modules.models.families.signatures import (
     UNET,
     V_PREDICTION_MARKER,
 )
+from tools.ldm_convert import clip_to_ldm, open_clip_to_ldm, prefixed, unet_to_ldm, vae_to_ldm
 
 VOCAB = 49408
 # OpenAI CLIP pads with <|endoftext|>; both specials sit at the end of the shared vocabulary.

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 
-from modules.models.embedded.shapes import VOCABULARY
+from tools.embedded.shapes import VOCABULARY
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
