@@ -19,6 +19,7 @@ from modules.core.errors import EaselError, NotFoundError, StartingError, UserIn
 from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
+from modules.models.vae import VaeFile, list_vaes, resolve_vae
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
@@ -82,6 +83,9 @@ def apply_infotext(services: Services, params: GenerationParams) -> GenerationPa
                                            skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
     if extras.get("disable_weights_auto_swap", True):
         overrides.pop("sd_model_checkpoint", None)
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str) and not _vae_known(services, vae):
+        overrides.pop("sd_vae")  # pasted from another install: the checkpoint's own VAE, as A1111 falls back
     data = params.model_dump(exclude_unset=True)
     model_fields = type(params).model_fields
     for key, value in fields.items():
@@ -129,6 +133,21 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
     checkpoint = overrides.get("sd_model_checkpoint")
     if checkpoint:
         check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str):
+        resolve_vae(vae, None, _installed_vaes(services), "override_settings.sd_vae")
+
+
+def _installed_vaes(services: Services) -> list[VaeFile]:
+    return list_vaes(services.settings.model_paths.vae, services.catalog.folder)
+
+
+def _vae_known(services: Services, name: str) -> bool:
+    try:
+        resolve_vae(name, None, _installed_vaes(services))
+    except UserInputError:
+        return False
+    return True
 
 
 def _check_init_images(params: Img2ImgParams, max_pixels: int) -> list[tuple[int, int]]:
