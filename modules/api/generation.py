@@ -86,17 +86,6 @@ def _check_sampler(services: Services, sampler: str | None, scheduler: str | Non
         raise
 
 
-def check_checkpoint(services: Services, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in)."""
-    catalog = services.catalog
-    if catalog.find(name) is not None:
-        return
-    catalog.refresh()
-    if catalog.find(name) is None:
-        available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
-        raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
-
-
 def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
     if not overrides:
         return
@@ -106,7 +95,7 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
         raise UserInputError(f"override_settings.{exc.field}", exc.reason) from exc
     checkpoint = overrides.get("sd_model_checkpoint")
     if checkpoint:
-        check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
+        services.catalog.check(str(checkpoint), "override_settings.sd_model_checkpoint")
 
 
 def _check_init_images(params: Img2ImgParams) -> None:
@@ -130,7 +119,7 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
     check_override_settings(services, params.override_settings)
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
-        check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+        services.catalog.check(params.hr_checkpoint_name, "hr_checkpoint_name")
     if isinstance(params, Img2ImgParams):
         if not params.init_images:
             raise NotFoundError("init_images: img2img needs at least one init image (base64)")

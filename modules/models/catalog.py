@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modules.core.atomic import atomic_write_json
-from modules.core.errors import NotFoundError
+from modules.core.errors import NotFoundError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,17 @@ class CheckpointCatalog:
                 if entry.sha256 and entry.sha256.startswith(lowered):
                     return entry
         return None
+
+    def check(self, name: str, field: str, *, allow_path: bool = False) -> None:
+        """Refuse (422 naming ``field``) a checkpoint this catalog does not know, rescanning once first: it may
+        have just been copied in. ``allow_path`` also accepts an existing file or folder anywhere (scripts may
+        name one; requests may not)."""
+        if self.find(name) is not None or (allow_path and Path(name).exists()):
+            return
+        self.refresh()
+        if self.find(name) is None:
+            available = ", ".join(entry.title for entry in self.entries) or f"none (put models in {self.folder})"
+            raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
 
     def get(self, query: str, field: str = "sd_model_checkpoint") -> CheckpointInfo:
         entry = self.find(query)

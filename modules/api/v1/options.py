@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from modules.api import generation
 from modules.api.runners import LOAD_MODEL, RELOAD_MODEL, UNLOAD_MODEL
 from modules.api.schemas import SDModelItem, SDVaeItem
 from modules.api.v1.common import SOURCE, run_model_job
@@ -35,7 +34,7 @@ def build_router(services: Services) -> APIRouter:
         """Validate and save options atomically; a new ``sd_model_checkpoint`` is loaded through the queue."""
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
-            await asyncio.to_thread(generation.check_checkpoint, services, str(checkpoint), "sd_model_checkpoint")
+            await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint")
         await asyncio.to_thread(settings.update_options, changes)
         if checkpoint and not _is_loaded(services, str(checkpoint)):
             await asyncio.to_thread(queue.submit, LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
