@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
@@ -130,7 +130,7 @@ class ControlNetApi(Protocol):
     def detect(self, module: str, images: list[str], resolution: int = -1, threshold_a: float = -1,
                threshold_b: float = -1) -> dict[str, object]: ...
 
-    def attach(self, run: ProcessingRun, raw_units: list[Any], field_prefix: str = "controlnet"
+    def attach(self, run: ProcessingRun, raw_units: list[object], field_prefix: str = "controlnet"
                ) -> Sequence[object]: ...
 
 

@@ -75,8 +75,7 @@ def easel_error_response(exc: EaselError) -> JSONResponse:
     errors = detail.get("errors")
     if errors is None and not isinstance(exc, UserInputError):
         errors = []
-    return error_response(exc.status_code, detail.get("error", exc.error_name), detail.get("detail", exc.message),
-                          errors=errors)
+    return error_response(exc.status_code, exc.error_name, exc.message, errors=errors)
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

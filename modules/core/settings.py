@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -211,12 +211,12 @@ class Options(BaseModel):
 
     @field_validator("samples_format", "grid_format", mode="before")
     @classmethod
-    def _lower_format(cls, value: Any) -> Any:
+    def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("memory_strategies", mode="before")
     @classmethod
-    def _strategies_as_list(cls, value: Any) -> Any:
+    def _strategies_as_list(cls, value: object) -> object:
         """A single name (``"auto"``, ``"vae_tiling"``) is accepted for a one-item list, as config files write it."""
         return [value] if isinstance(value, str) else value
 
@@ -230,7 +230,7 @@ class Options(BaseModel):
         return grouped
 
 
-def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Options:
+def validate_option_changes(current: Options, changes: Mapping[str, object]) -> Options:
     """Return a new :class:`Options` with ``changes`` applied, or raise a 422 naming the bad key.
 
     ``None`` for an unknown key is refused rather than stored (clients that send nulls must not poison the
@@ -273,7 +273,7 @@ class Settings:
             options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
         return cls(flags, options, warnings)
 
-    def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
+    def update_options(self, changes: Mapping[str, object], *, save: bool = True) -> Options:
         """Validate and apply ``changes``; persist them atomically when ``save``."""
         with self._lock:
             updated = validate_option_changes(self._options, changes)
