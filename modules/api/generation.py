@@ -93,22 +93,6 @@ def _check_sampler(services: Services, sampler: str | None, scheduler: str | Non
         raise
 
 
-def check_checkpoint(services: Services, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in), and a
-    pickle checkpoint without ``--allow-pickle``: both would fail every later job if they were accepted."""
-    catalog = services.catalog
-    entry = catalog.find(name)
-    if entry is None:
-        catalog.refresh()
-        entry = catalog.find(name)
-    if entry is None:
-        available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
-        raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
-    if entry.is_pickle and not services.settings.flags.allow_pickle:
-        raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
-                                    "(pickle files can run code when loaded); convert it to .safetensors")
-
-
 def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
     if not overrides:
         return
@@ -118,7 +102,8 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
         raise UserInputError(f"override_settings.{exc.field}", exc.reason) from exc
     checkpoint = overrides.get("sd_model_checkpoint")
     if checkpoint:
-        check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
+        services.catalog.check(str(checkpoint), "override_settings.sd_model_checkpoint",
+                               allow_pickle=services.settings.flags.allow_pickle)
     vae = overrides.get("sd_vae")
     if isinstance(vae, str):
         resolve_vae(vae, None, _installed_vaes(services), "override_settings.sd_vae")
@@ -159,7 +144,8 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
     check_override_settings(services, params.override_settings)
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
-        check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+        services.catalog.check(params.hr_checkpoint_name, "hr_checkpoint_name",
+                               allow_pickle=services.settings.flags.allow_pickle)
     limits = services.settings.limits
     check_limits(params, limits)
     init_sizes: list[tuple[int, int]] = []

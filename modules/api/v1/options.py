@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from modules.api import generation
 from modules.api.runners import LOAD_MODEL, RELOAD_MODEL, UNLOAD_MODEL
 from modules.api.schemas import SDModelItem, SDVaeItem
 from modules.api.v1.common import run_model_job
@@ -42,7 +41,8 @@ def build_router(services: Services) -> APIRouter:
         next job see it."""
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
-            await asyncio.to_thread(generation.check_checkpoint, services, str(checkpoint), "sd_model_checkpoint")
+            await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint",
+                                    allow_pickle=settings.flags.allow_pickle)
         vae = changes.get("sd_vae")
         if isinstance(vae, str):
             known = await asyncio.to_thread(list_vaes, settings.model_paths.vae, services.catalog.folder)
