@@ -193,6 +193,17 @@ def _calling_file() -> str | None:
     return None
 
 
+class ExtraNoiseCallbacks:
+    """A processing hook running A1111's ``extra_noise`` callbacks (``img2img_extra_noise`` > 0 only, as A1111);
+    a callback may replace ``params.noise``."""
+
+    def __init__(self, registry: CallbackRegistry) -> None:
+        self.registry = registry
+
+    def extra_noise(self, run: Any, params: Any) -> None:
+        self.registry.call("extra_noise", params)
+
+
 class CfgCallbackHooks:
     """:class:`~modules.processing.engine.DenoiseHooks` that runs A1111's CFG callbacks at every step.
 

@@ -142,6 +142,10 @@ class ScriptsService:
         if runner.alwayson_scripts:
             run.hooks.append(RunScriptHooks(runner))
         registry = compat.callbacks()
+        if registry.has("extra_noise"):
+            from modules.extensions.callbacks import ExtraNoiseCallbacks
+
+            run.hooks.append(ExtraNoiseCallbacks(registry))
         if any(registry.has(point) for point in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")):
             run.denoise_hooks.append(CfgCallbackHooks(registry))
 
