@@ -20,7 +20,7 @@ from PIL import Image
 from modules.processing.image_store import encode_base64
 from tests.api.conftest import RunningServer
 
-LOOPS = 100_000  # loop counts and step counts that make every job below last minutes if it is not stopped
+LOOPS = 1000  # the most --max-job-images allows by default: with the steps below, every job lasts minutes unstopped
 STEPS = 60
 FINAL_WAIT = 30.0  # seconds; each job's natural length is far beyond this
 LATENCIES: dict[str, float] = {}
