@@ -9,11 +9,12 @@ in the queue; nothing on a request path imports heavy modules.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
@@ -55,7 +56,7 @@ def build_services(settings: Settings) -> Services:
                         catalog=catalog, image_store=image_store,
                         cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
-    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, settings.options.job_retention_count))
     return services
 
 
@@ -255,10 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def extension_flags(arguments: Sequence[str]) -> Callable[[Any], None]:
+def extension_flags(arguments: Sequence[str]) -> Callable[[argparse.ArgumentParser], None]:
     """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
 
-    def extend(parser: Any) -> None:
+    def extend(parser: argparse.ArgumentParser) -> None:
         from modules.core.paths import REPO_ROOT
         from modules.extensions.preload import preload_extensions
 

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from modules.core import cancellation
 from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
-from modules.core.limits import DEFAULT_CPU_WORKERS
+from modules.core.limits import DEFAULT_CPU_WORKERS, Limits
 from modules.core.settings import Settings
 from modules.jobs import Job, JobContext, JobQueue, JobStore
 from modules.models.catalog import CheckpointCatalog
@@ -95,9 +95,9 @@ class ScriptsApi(Protocol):
 
     def extensions_info(self) -> list[dict[str, object]]: ...
 
-    def extension_status(self) -> list[dict[str, Any]]: ...
+    def extension_status(self) -> list[dict[str, object]]: ...
 
-    def validate(self, params: object, *, limits: Any = None, init_sizes: list[tuple[int, int]] | None = None
+    def validate(self, params: object, *, limits: Limits | None = None, init_sizes: list[tuple[int, int]] | None = None
                  ) -> list[object]: ...
 
 
@@ -136,7 +136,7 @@ class ControlNetApi(Protocol):
     def detect(self, module: str, images: list[str], resolution: int = -1, threshold_a: float = -1,
                threshold_b: float = -1) -> dict[str, object]: ...
 
-    def attach(self, run: ProcessingRun, raw_units: list[Any], field_prefix: str = "controlnet"
+    def attach(self, run: ProcessingRun, raw_units: list[object], field_prefix: str = "controlnet"
                ) -> Sequence[object]: ...
 
 

@@ -420,9 +420,10 @@ class Script(scripts.Script):
         limits.check_images("script_args", cells * request.total_images, "images (X/Y/Z grid cells x batch)")
 
     def ui(self, is_img2img: bool) -> list[Any]:
-        # Labels, not indices: the dropdown lists only the axes Easel can sweep, and run() takes labels as well as
-        # A1111's indices (which count every axis of the tab).
-        names = [axis.label for axis in axes_for(is_img2img) if axis.apply is not None]
+        # A1111's full list for the tab, so that /sdapi/v1/script-info's choices index the axes as A1111 numbers
+        # them (clients compute axis types from it); the dropdown hands run() the label. An axis Easel cannot sweep
+        # stays listed and answers with the reason.
+        names = [axis.label for axis in axes_for(is_img2img)]
         with gr.Row():
             x_type = gr.Dropdown(label="X type", choices=names, value=names[1], type="value")
             x_values = gr.Textbox(label="X values", lines=1)

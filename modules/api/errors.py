@@ -136,8 +136,7 @@ def easel_error_response(exc: EaselError) -> JSONResponse:
     if errors is None and not isinstance(exc, UserInputError):
         errors = []
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, StartingError) else None
-    return error_response(exc.status_code, detail.get("error", exc.error_name), detail.get("detail", exc.message),
-                          errors=errors, headers=headers)
+    return error_response(exc.status_code, exc.error_name, exc.message, errors=errors, headers=headers)
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

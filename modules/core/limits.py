@@ -8,7 +8,10 @@ names the request field, the value asked for, the limit and the flag that raises
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modules.core.settings import CmdFlags
 
 from modules.core.errors import UserInputError
 
@@ -38,7 +41,7 @@ class Limits:
     """Request-thread CPU work (image decoding, png-info, ControlNet detect) that may run at once."""
 
     @classmethod
-    def from_flags(cls, flags: Any) -> Limits:
+    def from_flags(cls, flags: CmdFlags) -> Limits:
         return cls(max_image_pixels=flags.max_image_pixels, max_output_pixels=flags.max_output_pixels,
                    max_processor_res=flags.max_processor_res, max_job_images=flags.max_job_images,
                    max_steps=flags.max_steps, cpu_workers=flags.max_cpu_workers)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -147,7 +147,7 @@ ParserExtension = Callable[[argparse.ArgumentParser], None]
 
 
 def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None,
-                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, Any]]:
+                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, object]]:
     """Easel's flags and the flags ``extend_parser`` declared (name -> value or its default), parsed together:
     a flag neither declares is an error naming it."""
     parser = build_arg_parser()
@@ -266,7 +266,7 @@ class Options(StrictInput):
 
     @model_validator(mode="before")
     @classmethod
-    def _a1111_defaults(cls, data: Any) -> Any:
+    def _a1111_defaults(cls, data: object) -> object:
         """Every A1111 v1.10 key exists, with A1111's default unless given (typed fields keep their own)."""
         if not isinstance(data, dict):
             return data
@@ -276,12 +276,12 @@ class Options(StrictInput):
 
     @field_validator("samples_format", "grid_format", mode="before")
     @classmethod
-    def _lower_format(cls, value: Any) -> Any:
+    def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("memory_strategies", mode="before")
     @classmethod
-    def _strategies_as_list(cls, value: Any) -> Any:
+    def _strategies_as_list(cls, value: object) -> object:
         """A single name (``"auto"``, ``"vae_tiling"``) is accepted for a one-item list, as config files write it."""
         return [value] if isinstance(value, str) else value
 
@@ -295,7 +295,7 @@ class Options(StrictInput):
         return grouped
 
 
-def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Options:
+def validate_option_changes(current: Options, changes: Mapping[str, object]) -> Options:
     """Return a new :class:`Options` with ``changes`` applied, or raise a 422 naming the bad key.
 
     ``None`` for an unknown key is refused rather than stored (clients that send nulls must not poison the
@@ -316,7 +316,7 @@ def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Opt
         raise UserInputError(field, first.get("msg", "invalid value")) from exc
 
 
-def _check_a1111_type(key: str, value: Any) -> None:
+def _check_a1111_type(key: str, value: object) -> None:
     """An A1111-only option keeps the type of A1111's default (a bool stays a bool, a number a number...)."""
     default = A1111_OPTION_DEFAULTS[key]
     if default is None:
@@ -339,7 +339,7 @@ class Settings:
     """Flags + options + where they live. Options changes are saved atomically under a lock."""
 
     def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None,
-                 extension_flags: Mapping[str, Any] | None = None) -> None:
+                 extension_flags: Mapping[str, object] | None = None) -> None:
         self.flags = flags
         self._options = options
         self._lock = threading.Lock()
@@ -348,10 +348,10 @@ class Settings:
         self.load_warnings: list[str] = list(load_warnings or [])
         # Layers above core (the extension options registry) plug in here: checks see the changes before they are
         # validated (and may raise a UserInputError naming the key); listeners see (before, after) once stored.
-        self.option_checks: list[Callable[[Mapping[str, Any]], None]] = []
-        self.option_listeners: list[Callable[[Mapping[str, Any], Mapping[str, Any]], None]] = []
+        self.option_checks: list[Callable[[Mapping[str, object]], None]] = []
+        self.option_listeners: list[Callable[[Mapping[str, object], Mapping[str, object]], None]] = []
         # Flags that extensions declare in their preload.py (A1111's ``preload(parser)``), parsed with Easel's.
-        self.extension_flags: dict[str, Any] = dict(extension_flags or {})
+        self.extension_flags: dict[str, object] = dict(extension_flags or {})
 
     @property
     def options(self) -> Options:
@@ -372,7 +372,7 @@ class Settings:
             options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
         return cls(flags, options, warnings, extension_flags)
 
-    def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
+    def update_options(self, changes: Mapping[str, object], *, save: bool = True) -> Options:
         """Validate and apply ``changes``; persist them atomically when ``save``."""
         for check in self.option_checks:
             check(changes)

@@ -1,7 +1,7 @@
 """The one input-validation layer every request model shares.
 
 :class:`StrictInput` is the base of every model a client fills (generation params, extras, png-info, ControlNet
-detect, options, script arguments). Whatever the field's type, even ``Any`` inside ``override_settings``,
+detect, options, script arguments). Whatever the field's type, even ``object`` inside ``override_settings``,
 ``script_args`` or ``alwayson_scripts``, it refuses:
 
 - non-finite numbers (``NaN``, ``Infinity``: Python's JSON parser accepts them, nothing downstream can use them);
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -33,7 +33,8 @@ MAX_WALK_DEPTH = 64
 RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
-def _walk(value: Any, loc: tuple[int | str, ...], depth: int = 0) -> Iterator[tuple[tuple[int | str, ...], str, Any]]:
+def _walk(value: object, loc: tuple[int | str, ...], depth: int = 0
+          ) -> Iterator[tuple[tuple[int | str, ...], str, object]]:
     """Yield ``(loc, message, value)`` for every unusable scalar inside ``value`` (JSON-shaped data)."""
     if depth > MAX_WALK_DEPTH:
         yield loc, f"nested deeper than {MAX_WALK_DEPTH} levels", None
@@ -70,12 +71,12 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def unusable_values(data: Any) -> list[tuple[tuple[int | str, ...], str, Any]]:
+def unusable_values(data: object) -> list[tuple[tuple[int | str, ...], str, object]]:
     """Every non-finite number, out-of-range integer and unencodable string in ``data``, with its location."""
     return list(_walk(data, ()))
 
 
-def _bounds(metadata: list[Any]) -> tuple[str | None, str | None]:
+def _bounds(metadata: list[object]) -> tuple[str | None, str | None]:
     low = high = None
     for item in metadata:
         if isinstance(item, Ge):
@@ -89,7 +90,7 @@ def _bounds(metadata: list[Any]) -> tuple[str | None, str | None]:
     return low, high
 
 
-def range_text(metadata: list[Any]) -> str | None:
+def range_text(metadata: list[object]) -> str | None:
     """``"1..1000"`` for a field declared with ``ge=1, le=1000`` (None when it declares no bound)."""
     low, high = _bounds(metadata)
     if low is None and high is None:
@@ -97,7 +98,7 @@ def range_text(metadata: list[Any]) -> str | None:
     return f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
 
 
-def _reworded(cls: type[BaseModel], error: Any) -> InitErrorDetails:
+def _reworded(cls: type[BaseModel], error: ErrorDetails) -> InitErrorDetails:
     loc = tuple(error.get("loc", ()))
     message = str(error.get("msg", "invalid value"))
     if error.get("type") in RANGE_ERRORS and len(loc) == 1 and loc[0] in cls.model_fields:
@@ -118,7 +119,7 @@ class StrictInput(BaseModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _refuse_unusable(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    def _refuse_unusable(cls, data: object, handler: ValidatorFunctionWrapHandler) -> StrictInput:
         if isinstance(data, dict):
             # A declared, bounded integer field reports its own range (seed: "-1 (random) or 0..4294967295").
             problems = [(loc, message, value) for loc, message, value in unusable_values(data)

@@ -98,7 +98,9 @@ class WorkerDriver:
                 break
             entry = self._take()
             if entry is None:
-                break
+                if self.shared.stopping:
+                    break
+                continue  # idle for a while: check the worker is still there before waiting on
             entry.publish()
             try:
                 self._run(entry)
@@ -112,6 +114,14 @@ class WorkerDriver:
         while not self.shared.stopping:
             try:
                 ready = self.worker.wait_ready(READY_POLL_SECONDS)
+            except WorkerLost as exc:  # died while idle (or is still restarting): no job is affected
+                with self.shared.lock:
+                    if self.state is not WorkerState.DEAD:
+                        log.warning("worker %s was lost while idle: %s", self.worker.id, exc)
+                        self.state = WorkerState.DEAD
+                        self.restarts += 1
+                time.sleep(READY_POLL_SECONDS)
+                continue
             except Exception:
                 log.exception("worker %s could not tell whether it is ready", self.worker.id)
                 ready = False
@@ -123,12 +133,15 @@ class WorkerDriver:
         return False
 
     def _take(self) -> LiveJob | None:
-        """Block until a job is queued, claim the one the dispatcher picks for this worker; None when stopping."""
+        """Block until a job is queued, claim the one the dispatcher picks for this worker. None when stopping, or
+        after the worker's ``idle_check_seconds`` without a job (the driver then checks the worker is alive)."""
         loaded = frozenset(self.worker.describe().loaded_models)
+        idle_check = self.worker.idle_check_seconds
         with self.shared.lock:
             while True:
                 while not self.shared.dispatcher and not self.shared.stopping:
-                    self.shared.wakeup.wait()
+                    if not self.shared.wakeup.wait(idle_check) and idle_check is not None:
+                        return None
                 if self.shared.stopping:
                     return None
                 job = self.shared.dispatcher.take(loaded)

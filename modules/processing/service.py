@@ -80,7 +80,7 @@ class GenerationService:
         for customize in self.customizers:
             customize(run, params)
         if hires.switches_checkpoint(run):  # refused before the first pass, not after it
-            self.check_checkpoint(str(run.hr_checkpoint_name), "hr_checkpoint_name")
+            self.manager.catalog.check(str(run.hr_checkpoint_name), "hr_checkpoint_name", allow_path=True)
         run.hooks.extend(self.extra_hooks)
         try:
             for execute in self.executors:
@@ -111,16 +111,6 @@ class GenerationService:
             if params.mask:
                 run.image_mask = decode_base64_image(params.mask, "mask", max_pixels)
         return run
-
-    def check_checkpoint(self, name: str, field: str) -> None:
-        """Refuse a checkpoint name the catalog does not know (after one rescan: it may have just been copied in)."""
-        catalog = self.manager.catalog
-        if catalog.find(name) is not None or Path(name).exists():
-            return
-        catalog.refresh()
-        if catalog.find(name) is None:
-            available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
-            raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
 
     def _model_for(self, run: ProcessingRun) -> Any:
         wanted = run.override_settings.get("sd_model_checkpoint") or run.opts.sd_model_checkpoint

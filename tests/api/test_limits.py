@@ -67,10 +67,14 @@ def test_allowed_detect_stays_bounded(client: Any) -> None:
 
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Any, api: Any) -> Iterator[Any]:
-    """A light server (no warm-up) launched with small limits."""
+    """A server launched with small limits, warmed up without loading a model (detect needs none)."""
+    import webui
+
     services = api.make_services(tmp_path_factory.mktemp("limits-data"), tiny_models_dir,
                                  ["--max-processor-res", "128", "--max-image-pixels", "20000"])
     running = api.start_server(services)
+    webui.warm_up(services, load_model=False)
+    assert services.ready.is_set() and services.startup_error is None, services.startup_error
     yield running
     api.shutdown(running)
 

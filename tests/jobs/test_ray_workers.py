@@ -117,6 +117,16 @@ def test_a_killed_worker_process_gives_its_job_to_another_worker(cluster_queue, 
     assert sum(info.restarts for info in queue.workers()) == 1
 
 
+def test_an_idle_worker_death_is_noticed_and_costs_no_job_an_attempt(cluster_queue, tmp_path):
+    queue = cluster_queue(1)
+    first = queue.wait(queue.submit("sim", {"steps": 1}).id, timeout=60)
+    os.kill(first.result["pid"], signal.SIGKILL)
+    _wait_for(lambda: queue.workers()[0].restarts == 1)  # noticed while idle, by the driver's health check
+    _wait_for(lambda: queue.workers()[0].state is WorkerState.IDLE)  # restarted by Ray
+    after = queue.wait(queue.submit("sim", {"steps": 1}).id, timeout=60)
+    assert after.status is JobStatus.SUCCEEDED and after.attempt == 1 and after.result["pid"] != first.result["pid"]
+
+
 def test_a_job_whose_workers_keep_dying_fails_with_worker_lost_after_three_attempts(cluster_queue, tmp_path):
     queue = cluster_queue(1)
     gate = tmp_path / "never"
