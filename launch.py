@@ -6,8 +6,9 @@ standard library only (plus ``modules.core.installer``, which is stdlib-only too
 1. Outside a virtual environment: create ``venv/`` next to this file if needed and re-run this script with the
    venv's interpreter (same arguments).
 2. Inside one: unless ``--skip-install``, compare the install stamp with what is wanted (torch build for this
-   platform, hash of ``requirements.txt`` and, with ``--test``, ``requirements-dev.txt``, Python version). Only
-   when they differ (or with ``--reinstall``) run pip, then record the stamp. A matching stamp runs no pip.
+   platform, hash of ``requirements.txt`` and, with ``--test``, ``requirements-dev.txt``, with ``--workers`` or
+   ``--ray-address``, ``requirements-ray.txt``, Python version). Only when they differ (or with ``--reinstall``)
+   run pip, then record the stamp. A matching stamp runs no pip.
 3. ``--test [pytest args]`` runs ``python -m pytest`` and returns its exit code; otherwise ``webui.main(argv)``
    gets every flag and parses it (unknown flags are its error to report).
 """
@@ -23,6 +24,7 @@ import sys
 import venv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 if sys.version_info < (3, 10):  # noqa: UP036 - the one place that must say this clearly on an old Python
     sys.exit(f"Easel needs Python >= 3.10 (this is {sys.version.split()[0]})")
@@ -41,6 +43,8 @@ DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
 # Packages whose declared dependencies would pull a CUDA torchvision (broken against the pinned torch):
 # installed with --no-deps; their real runtime needs are listed in requirements.txt.
 NODEPS_REQUIREMENTS = ROOT / "requirements-nodeps.txt"
+# Ray, only for running jobs on workers (--workers / --ray-address); a plain install never gets it.
+RAY_REQUIREMENTS = ROOT / "requirements-ray.txt"
 
 
 def build_launcher_parser() -> argparse.ArgumentParser:
@@ -51,6 +55,8 @@ def build_launcher_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", action="store_true", help="install dev requirements and run pytest [args]")
     parser.add_argument("--use-directml", action="store_true", help="install torch-directml (Windows)")
     parser.add_argument("--use-cpu", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ray-address", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -82,22 +88,50 @@ def reexec(python: Path, argv: Sequence[str]) -> int:
     return 0  # unreachable
 
 
-def run_pip(args: Sequence[str]) -> None:
-    """``python -m pip install ...`` with the running interpreter; a failure stops the launch with its code."""
+def run_pip(args: Sequence[str] | str, desc: str | None = None, live: bool | None = None) -> Any:
+    """``python -m pip install ...`` with the running interpreter; a failure stops the launch with its code.
+
+    A string is A1111's ``launch.run_pip(command, desc)`` as extensions' ``install.py`` call it
+    (``"install x"``: the whole pip command line; a failure raises ``RuntimeError``).
+    """
+    if isinstance(args, str):
+        from modules import launch_utils
+
+        return launch_utils.run_pip(args, desc, live if live is not None else launch_utils.default_command_live)
     command = [sys.executable, "-m", "pip", "install", *args]
     log.info("running: %s", " ".join(command))
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"easel: pip failed (exit code {completed.returncode}): {' '.join(command)}")
+    return None
 
 
-def ensure_installed(*, test: bool, reinstall: bool, use_directml: bool, use_cpu: bool) -> bool:
-    """Install torch and the requirements unless the stamp says they are there. Returns whether pip ran."""
+A1111_NAMES = ("args", "python", "git", "index_url", "dir_repos", "run", "is_installed", "repo_dir",
+               "check_run_python", "git_clone", "git_pull_recursive", "commit_hash", "git_tag", "requirements_met",
+               "list_extensions", "run_extension_installer", "default_command_live", "re_requirement")
+
+
+def __getattr__(name: str) -> Any:
+    """A1111's ``launch`` helpers for extensions' ``install.py`` (``launch.is_installed``, ``launch.run`` ...),
+    imported on first use from :mod:`modules.launch_utils` (standard library only)."""
+    if name in A1111_NAMES:
+        from modules import launch_utils
+
+        return getattr(launch_utils, name)
+    raise AttributeError(f"module 'launch' has no attribute {name!r}")
+
+
+def ensure_installed(*, test: bool, reinstall: bool, use_directml: bool, use_cpu: bool, cluster: bool = False) -> bool:
+    """Install torch and the requirements unless the stamp says they are there. Returns whether pip ran.
+
+    ``cluster`` (a ``--workers``/``--ray-address`` start) adds Ray's requirements file."""
     info = installer.detect_platform(use_directml=use_directml, use_cpu=use_cpu)
     choice = installer.choose_torch_command(info)
     for name, value in choice.runtime_env:
         os.environ.setdefault(name, value)
     files = [REQUIREMENTS, NODEPS_REQUIREMENTS, DEV_REQUIREMENTS] if test else [REQUIREMENTS, NODEPS_REQUIREMENTS]
+    if cluster:
+        files.append(RAY_REQUIREMENTS)
     wanted = installer.InstallStamp.expected(files, choice)
     stamp_path = installer.default_stamp_path()
     if not reinstall and not installer.needs_install(stamp_path, wanted):
@@ -144,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not flags.skip_install:
         ensure_installed(
-            test=flags.test, reinstall=flags.reinstall, use_directml=flags.use_directml, use_cpu=flags.use_cpu
+            test=flags.test, reinstall=flags.reinstall, use_directml=flags.use_directml, use_cpu=flags.use_cpu,
+            cluster=bool(flags.workers or flags.ray_address),
         )
 
     if flags.test:

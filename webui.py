@@ -9,12 +9,14 @@ in the queue; nothing on a request path imports heavy modules.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
 from modules.jobs import Job, JobQueue, JobStore
@@ -47,16 +49,42 @@ def build_services(settings: Settings) -> Services:
 
     job_store = JobStore(settings.data_paths.queue_db, retention_count=settings.options.job_retention_count,
                          on_prune=delete_result)
-    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx))
+    queue = JobQueue(job_store, lambda job, ctx: holder["services"].run_job(job, ctx),
+                     model_of=lambda job: job_model(holder["services"], job),
+                     fairness_seconds=lambda: settings.options.worker_fairness_seconds)
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
-                        catalog=catalog, image_store=image_store)
+                        catalog=catalog, image_store=image_store,
+                        cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, settings.options.job_retention_count))
     return services
+
+
+def _apply_retention(store: JobStore, count: int) -> None:
+    """A new ``job_retention_count`` applies at once: finished jobs beyond it are pruned now, not after the next job."""
+    if store.retention_count != count:
+        store.retention_count = count
+        store.prune()
+
+
+def job_model(services: Services, job: Job) -> str | None:
+    """The checkpoint a job will use (its override, else the current option) as the catalog titles it: what
+    model affinity compares with the models a worker has loaded (the in-process worker reports none)."""
+    overrides = job.payload.get("override_settings")
+    wanted = overrides.get("sd_model_checkpoint") if isinstance(overrides, dict) else None
+    name = wanted if isinstance(wanted, str) and wanted else services.settings.options.sd_model_checkpoint
+    if not name:
+        return None
+    entry = services.catalog.find(name)
+    return entry.title if entry is not None else name
 
 
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
+        from modules.core.lazy_imports import hide_from_library_probes
+
+        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
         wire_processing_core(services)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
@@ -107,6 +135,7 @@ def wire_processing_core(services: Services) -> None:
     execution = ExecutionSetup(settings, device)
     manager.on_model_loaded(execution.on_model_loaded)
     processor.prompt_preprocessors.append(execution.infotext_preprocessor)
+    generation.status_texts.append(lambda: execution.status_text(manager.current))
     # 4. upscalers (hires fix, extras) and face restoration (generation, extras)
     upscalers = UpscalerService(settings.model_paths.esrgan, device=device.device, allow_pickle=flags.allow_pickle,
                                 tile_settings=lambda: esrgan_tile_settings(settings.options))
@@ -121,12 +150,15 @@ def wire_processing_core(services: Services) -> None:
     services.extras = extras
     services.register_runner("extras", extras.run_job)
     # 5. ControlNet: units from alwayson_scripts, IP-Adapter patches undone when a run ends
-    controlnet = ControlNetService(settings.model_paths.controlnet)
+    controlnet = ControlNetService(settings.model_paths.controlnet, limits=settings.limits)
     generation.customizers.append(controlnet.customize)
     processor.finalizers.append(controlnet.finalize)
     services.controlnet = controlnet
     # 6. the A1111 façade, prompt features (styles, wildcards, LoRA, embeddings), scripts and extensions
     binding = compat.bind(services)
+    from modules.extensions.setup import prepare_runtime
+
+    prepare_runtime(services, binding, services.extension_roots)
     extensions = build_extension_services(settings, lambda: manager.current, binding.callbacks,
                                           builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
     processor.prompt_preprocessors.append(extensions.prompt_features.preprocess)
@@ -158,7 +190,7 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services)
+        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -167,6 +199,10 @@ def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> thre
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+        if services.startup_error is None:
+            from modules.extensions.setup import app_started
+
+            app_started(services, app)
 
     thread = threading.Thread(target=work, name="easel-warmup", daemon=True)
     thread.start()
@@ -185,11 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.load(arguments, os.environ)
+    settings = Settings.load(arguments, os.environ, extend_parser=extension_flags(arguments))
     for warning in settings.load_warnings:
         log.warning(warning)
     services = build_services(settings)
     app = create_app(services)
+    if settings.flags.uses_cluster:
+        from webui_worker import start_cluster_workers
+
+        start_cluster_workers(services)
     services.queue.start()
     start_background(services, app, with_ui=not settings.flags.nowebui)
     flags = settings.flags
@@ -202,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.run()
     finally:
+        from modules.extensions.setup import stop as stop_extensions
+
+        stop_extensions(services, restarting=services.lifecycle.restart_requested)
         services.queue.stop()
+        services.queue.close_workers()
         services.job_store.close()
     if services.lifecycle.restart_requested:
         command = restart_command()
@@ -210,6 +254,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os.execv(command[0], command)  # same PID; the port and the queue's file lock were released above
     return 0
+
+
+def extension_flags(arguments: Sequence[str]) -> Callable[[argparse.ArgumentParser], None]:
+    """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
+
+    def extend(parser: argparse.ArgumentParser) -> None:
+        from modules.core.paths import REPO_ROOT
+        from modules.extensions.preload import preload_extensions
+
+        preload_extensions(parser, arguments, [REPO_ROOT / "extensions"])
+
+    return extend
 
 
 def restart_command() -> list[str]:

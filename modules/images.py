@@ -2,7 +2,7 @@
 
 ``save_image`` keeps A1111's signature; the file lands under the outputs root (the image store confines every
 write there, so a script's ``path`` argument only chooses between samples and grids of its tab). The
-``before_image_saved``/``image_saved`` callbacks run around it.
+``before_image_saved``/``image_saved`` callbacks run around it, as around every save the image store makes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from modules.extensions import compat
-from modules.extensions.callbacks import ImageGridLoopParams, ImageSaveParams
+from modules.extensions.callbacks import ImageGridLoopParams
 from modules.processing.filenames import sanitize_filename_part
 from modules.processing.grids import draw_grid_annotations as _draw_annotations
 from modules.processing.grids import image_grid as _image_grid
@@ -157,14 +157,62 @@ def save_image(image: Image.Image, path: str | None, basename: str, seed: Any = 
     services = compat.bound()
     is_img2img = bool(getattr(p, "is_img2img", False)) or "img2img" in str(path or "")
     kind = ("img2img" if is_img2img else "txt2img") + ("-grids" if grid else "")
-    params = ImageSaveParams(image, p, f"{basename}{suffix}.{extension}", {pnginfo_section_name: info})
-    compat.callbacks().call("before_image_saved", params)
-    text = params.pnginfo.get(pnginfo_section_name) if params.pnginfo else None
+    text = info
+    if existing_info and pnginfo_section_name in existing_info and text is None:
+        text = str(existing_info[pnginfo_section_name])
     pattern = forced_filename if forced_filename else (None if not short_filename else "[seed]")
     if forced_filename is None and (basename or suffix) and not grid:
         pattern = f"{basename}{'-' if basename else ''}[seed]{suffix}" if not short_filename else basename + suffix
-    saved = services.image_store.save(params.image, kind=kind, seed=seed, prompt=prompt or "", infotext=text,
-                                      fmt=extension, filename_pattern=pattern, save_to_dirs=save_to_dirs)
-    params.filename = str(saved)
-    compat.callbacks().call("image_saved", params)
+    saved = services.image_store.save(image, kind=kind, seed=seed, prompt=prompt or "", infotext=text,
+                                      fmt=extension, filename_pattern=pattern, save_to_dirs=save_to_dirs, context=p)
     return str(saved), None
+
+
+IGNORED_INFO_KEYS = {"jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "exif", "loop", "background",
+                     "timestamp", "duration", "progressive", "progression", "icc_profile", "chromaticity",
+                     "photoshop"}
+
+
+def image_data(data: bytes) -> tuple[str | None, None]:
+    """The infotext stored in image bytes (A1111's ``(geninfo, None)``), or ``(text, None)`` for plain text."""
+    import io
+
+    try:
+        text, _ = read_infotext(Image.open(io.BytesIO(data)))
+        return text, None
+    except Exception:
+        pass
+    try:
+        return data.decode("utf8")[:20000], None
+    except UnicodeDecodeError:
+        return None, None
+
+
+def get_next_sequence_number(path: str, basename: str) -> int:
+    """The next ``NNNNN`` counter for files in ``path`` (A1111's numbering of saved images)."""
+    import os
+    import re
+
+    highest = -1
+    prefix = f"{basename}-" if basename else ""
+    if os.path.isdir(path):
+        for name in os.listdir(path):
+            if not name.startswith(prefix):
+                continue
+            match = re.match(r"(\d+)", name[len(prefix):])
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def save_image_with_geninfo(image: Image.Image, geninfo: str | None, filename: str,
+                            extension: str | None = None, existing_pnginfo: dict[str, Any] | None = None,
+                            pnginfo_section_name: str = "parameters") -> None:
+    """Write ``image`` to ``filename`` with ``geninfo`` embedded (PNG text, JPEG/WebP EXIF), as A1111 does."""
+    import os
+
+    from modules.processing.image_store import embed_infotext
+
+    fmt = (extension or os.path.splitext(filename)[1]).lstrip(".").lower() or "png"
+    with open(filename, "wb") as file:
+        file.write(embed_infotext(image, geninfo, fmt, 80))

@@ -12,14 +12,16 @@ from typing import Any
 from modules.extensions import compat
 from modules.extensions.callbacks import (
     AfterCFGCallbackParams,
+    BeforeTokenCounterParams,
     CFGDenoisedParams,
     CFGDenoiserParams,
     ImageGridLoopParams,
     ImageSaveParams,
 )
+from modules.processing.processor import ExtraNoise as ExtraNoiseParams
 
-__all__ = ["AfterCFGCallbackParams", "CFGDenoisedParams", "CFGDenoiserParams", "ImageGridLoopParams",
-           "ImageSaveParams"]
+__all__ = ["AfterCFGCallbackParams", "BeforeTokenCounterParams", "CFGDenoisedParams", "CFGDenoiserParams",
+           "ExtraNoiseParams", "ImageGridLoopParams", "ImageSaveParams"]
 
 Callback = Callable[..., Any]
 

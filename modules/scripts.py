@@ -19,9 +19,10 @@ from modules.extensions.script_api import (
     ScriptBuiltinUI,
 )
 from modules.processing.processor import ImageHolder as PostprocessImageArgs
+from modules.processing.processor import SampledLatents as PostSampleArgs
 
-__all__ = ["AlwaysVisible", "OnComponent", "PostprocessBatchListArgs", "PostprocessImageArgs", "Script",
-           "ScriptBuiltinUI", "ScriptRunner", "basedir"]
+__all__ = ["AlwaysVisible", "OnComponent", "PostSampleArgs", "PostprocessBatchListArgs", "PostprocessImageArgs",
+           "Script", "ScriptBuiltinUI", "ScriptRunner", "basedir"]
 
 
 def basedir() -> str:
@@ -38,6 +39,15 @@ def __getattr__(name: str) -> Any:
         if service is None:
             return None
         return service.runner(name == "scripts_img2img")
+    if name in ("script_callbacks", "shared", "paths", "errors", "scripts_postprocessing", "script_loading",
+                "extensions"):
+        import importlib
+
+        return importlib.import_module(f"modules.{name}")  # A1111's modules.scripts imports these
+    if name in ("list_scripts", "list_files_with_name", "ScriptFile"):
+        from modules.extensions import a1111_extensions
+
+        return getattr(a1111_extensions, name)
     if name == "scripts_data":
         service = _scripts_service()
         return [] if service is None else [*service.scripts(False), *service.scripts(True)]

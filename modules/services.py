@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from modules.core import cancellation
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
+from modules.core.limits import DEFAULT_CPU_WORKERS, Limits
 from modules.core.settings import Settings
 from modules.jobs import Job, JobContext, JobQueue, JobStore
 from modules.models.catalog import CheckpointCatalog
@@ -92,7 +95,10 @@ class ScriptsApi(Protocol):
 
     def extensions_info(self) -> list[dict[str, object]]: ...
 
-    def validate(self, params: object) -> list[object]: ...
+    def extension_status(self) -> list[dict[str, object]]: ...
+
+    def validate(self, params: object, *, limits: Limits | None = None, init_sizes: list[tuple[int, int]] | None = None
+                 ) -> list[object]: ...
 
 
 class UpscalersApi(Protocol):
@@ -174,6 +180,7 @@ class Services:
     script_dirs: list[Path] | None = None  # built-in scripts folders (default: <repo>/scripts)
     extension_roots: list[Path] | None = None  # extension folders (default: <repo>/extensions)
     ui_mounted: bool = False
+    cpu_work: CpuWork = field(default_factory=lambda: CpuWork(DEFAULT_CPU_WORKERS))  # request-side CPU work
     # Built by the warm-up thread:
     device: DeviceService | None = None
     manager: ModelManagerService | None = None
@@ -195,7 +202,8 @@ class Services:
         runner = self.runners.get(job.kind)
         if runner is None:
             raise EaselError(f"no runner for job kind {job.kind!r}; known: {', '.join(sorted(self.runners))}")
-        return runner(job, ctx)
+        with cancellation.bound_to(ctx):  # every long loop inside the runner sees this job's cancel/interrupt
+            return runner(job, ctx)
 
     def require_manager(self) -> ModelManagerService:
         """The model manager, for code that runs only after the warm-up (job runners)."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from modules.core import cancellation
 from modules.extensions import compat
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class _OptionsData(MutableMapping[str, Any]):
 
 
 class _Opts:
-    """``shared.opts``: attribute access onto ``services.settings.options``."""
+    """``shared.opts``: attribute access onto ``services.settings.options``; extension options registered with
+    ``add_option`` live in the same settings (see :mod:`modules.extensions.options`)."""
 
     @property
     def data(self) -> _OptionsData:
@@ -106,7 +108,7 @@ class _Opts:
 
     @property
     def data_labels(self) -> dict[str, OptionInfo]:
-        return compat.binding().option_infos
+        return dict(compat.options().infos())
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -115,7 +117,7 @@ class _Opts:
         try:
             return getattr(options, name)
         except AttributeError:
-            info = compat.binding().option_infos.get(name)
+            info = compat.options().info(name)
             if info is not None:
                 return info.default
             raise AttributeError(f"shared.opts has no option {name!r}") from None
@@ -123,15 +125,14 @@ class _Opts:
     def __setattr__(self, name: str, value: Any) -> None:
         self.set(name, value)
 
+    def __contains__(self, key: str) -> bool:
+        return key in _settings().options.model_dump() or compat.options().info(key) is not None
+
     def set(self, key: str, value: Any, is_api: bool = False, run_callbacks: bool = True) -> bool:
-        before = getattr(self, key, None)
+        """Store ``value`` (checked like an API write); the option's ``onchange`` callbacks run when it changed."""
+        registry = compat.options()
+        registry.check({key: value}, is_api=is_api)
         _settings().update_options({key: value}, save=False)
-        if run_callbacks and before != value:
-            for callback in compat.binding().onchange.get(key, []):
-                try:
-                    callback()
-                except Exception:
-                    log.exception("onchange callback of option %s failed", key)
         return True
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -140,22 +141,41 @@ class _Opts:
         except AttributeError:
             return default
 
+    def get_default(self, key: str) -> Any:
+        """The registered default of ``key`` (None for an unknown key), as A1111's ``opts.get_default``."""
+        return compat.options().default(key)
+
     def save(self, filename: str | None = None) -> None:
         _settings().save()
 
+    def load(self, filename: str | None = None) -> None:
+        """A1111 re-reads config.json here; Easel's settings are already the live copy."""
+
     def add_option(self, key: str, info: OptionInfo) -> None:
-        compat.binding().option_infos[key] = info
-        options = _settings().options
-        if key not in options.model_dump() and info.default is not None and not info.do_not_save:
-            _settings().update_options({key: info.default}, save=False)
+        compat.options().register(key, info)
 
     def onchange(self, key: str, func: Callable[[], None], call: bool = True) -> None:
-        compat.binding().onchange.setdefault(key, []).append(func)
+        compat.options().add_onchange(key, func)
         if call:
             func()
 
     def same_type(self, x: Any, y: Any) -> bool:
         return x is None or y is None or isinstance(x, type(y))
+
+    def cast_value(self, key: str, value: Any) -> Any:
+        """A1111's ``cast_value``: ``value`` converted to the type of ``key``'s default."""
+        default = self.get_default(key)
+        if value is None or default is None:
+            return value
+        if isinstance(default, bool) and isinstance(value, str):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            return value
+
+    def reorder(self) -> None:
+        """A1111 sorts ``data_labels`` by section; Easel's registry keeps sections already grouped."""
 
     def dumpjson(self) -> str:
         import json
@@ -183,6 +203,11 @@ class _State:
         mapping = {"interrupted": "interrupted", "skipped": "skipped", "sampling_step": "step",
                    "sampling_steps": "total_steps", "job_no": "batch_no", "job_count": "batch_count",
                    "textinfo": "textinfo", "job": "job_id"}
+        if name == "interrupted" or name == "stopping_generation":
+            # A1111 scripts poll this between units of their loops: a v2 cancel and a server stop must read as an
+            # interrupt too, or a script's loop goes on after its job was cancelled.
+            return cancellation.stop_requested() or bool(
+                snapshot is not None and (snapshot.interrupted or snapshot.cancelling))
         if name in mapping:
             if name in overrides and name not in ("interrupted", "skipped"):
                 return overrides[name]
@@ -190,8 +215,6 @@ class _State:
             return getattr(snapshot, mapping[name], default) if snapshot is not None else default
         if name in self._WRITABLE:
             return overrides.get(name)
-        if name == "stopping_generation":
-            return False
         raise AttributeError(f"shared.state has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -224,27 +247,56 @@ class _State:
                                                        "sampling_step", "sampling_steps")}
 
 
-class _CmdOpts:
-    """``shared.cmd_opts``: the launch flags, plus A1111 flag names mapped onto Easel's folders.
+# A1111 flags extensions read that Easel has no flag for, with A1111's defaults (facts of its command line).
+_A1111_FLAG_DEFAULTS: dict[str, Any] = {
+    "share": False, "ngrok": None, "xformers": False, "force_enable_xformers": False, "opt_sdp_attention": False,
+    "opt_split_attention": False, "disable_safe_unpickle": False, "freeze_settings": False,
+    "hide_ui_dir_config": False, "enable_insecure_extension_access": False, "gradio_debug": False,
+    "gradio_auth": None, "gradio_queue": True, "no_gradio_queue": False, "theme": None, "autolaunch": False,
+    "disable_console_progressbars": False, "disable_all_extensions": False, "disable_extra_extensions": False,
+    "do_not_download_clip": False, "skip_version_check": True, "skip_python_version_check": True,
+    "skip_torch_cuda_test": False, "skip_prepare_environment": False, "no_download_sd_model": True,
+    "upcast_sampling": False, "always_batch_cond_uncond": False, "localizations_dir": None,
+    "tls_keyfile": None, "tls_certfile": None, "server_name": None, "subpath": None, "add_stop_route": False,
+    "timeout_keep_alive": 30, "disable_tls_verify": False, "enable_console_prompts": False,
+    "vae_path": None, "disable_nan_check": False, "api_log": False, "ui_debug_mode": False, "profile": False,
+}
 
-    A flag Easel does not have reads as None (A1111 extensions probe many flags), logged once at debug level.
+
+class _CmdOpts:
+    """``shared.cmd_opts``: the launch flags, flags extensions declare in ``preload.py``, and A1111 flag names
+    mapped onto Easel's folders or given A1111's defaults.
+
+    A flag nobody declares reads as None (A1111 extensions probe many flags), logged once at debug level.
     """
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
         settings = _settings()
         flags = settings.flags
         if name in type(flags).model_fields:
             return getattr(flags, name)
+        extension_flags = getattr(settings, "extension_flags", {})
+        if name in extension_flags:
+            return extension_flags[name]
         paths = settings.model_paths
+        data = settings.data_paths
         folders = {"lora_dir": paths.lora, "embeddings_dir": paths.embeddings, "ckpt_dir": paths.stable_diffusion,
                    "vae_dir": paths.vae, "esrgan_models_path": paths.esrgan, "controlnet_dir": paths.controlnet,
-                   "hypernetwork_dir": paths.root / "hypernetworks", "lyco_dir_backcompat": paths.lora}
+                   "hypernetwork_dir": paths.root / "hypernetworks", "lyco_dir_backcompat": paths.lora,
+                   "codeformer_models_path": paths.root / "Codeformer", "gfpgan_models_path": paths.root / "GFPGAN",
+                   "ui_settings_file": data.config_file, "ui_config_file": data.root / "ui-config.json",
+                   "styles_file": data.styles_file, "data_dir": data.root, "models_dir": paths.root,
+                   "textual_inversion_templates_dir": paths.root.parent / "textual_inversion_templates"}
         if name in folders:
             return str(folders[name])
+        if name == "ckpt":
+            return flags.ckpt
         if name == "api":
             return True
-        if name in ("data_dir",):
-            return str(settings.data_paths.root)
+        if name in _A1111_FLAG_DEFAULTS:
+            return _A1111_FLAG_DEFAULTS[name]
         log.debug("shared.cmd_opts.%s is not an Easel flag; reading None", name)
         return None
 
@@ -276,13 +328,93 @@ def _upscaler_names() -> list[str]:
     return names
 
 
+class _TotalProgress:
+    """``shared.total_tqdm``: A1111's console progress bar for a whole job; Easel reports progress per job."""
+
+    def update(self) -> None:
+        pass
+
+    def updateTotal(self, new_total: int) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+total_tqdm = _TotalProgress()
+hypernetworks: dict[str, str] = {}
+loaded_hypernetworks: list[Any] = []
+xformers_available = False
+parallel_processing_allowed = True
+demo: Any = None
+tab_names: list[str] = []
+settings_components: dict[str, Any] = {}
+hide_dirs = {"visible": True}
+restricted_opts = {"samples_filename_pattern", "directories_filename_pattern", "outdir_samples",
+                   "outdir_txt2img_samples", "outdir_img2img_samples", "outdir_extras_samples", "outdir_grids",
+                   "outdir_txt2img_grids", "outdir_save", "outdir_init_images"}
+latent_upscale_default_mode = "Latent"
+latent_upscale_modes = {"Latent": {"mode": "bilinear", "antialias": False},
+                        "Latent (nearest)": {"mode": "nearest", "antialias": False}}
+
+
+def natural_sort_key(s: str, regex: Any = None) -> list[Any]:
+    import re
+
+    pattern = regex or re.compile("([0-9]+)")
+    return [int(text) if text.isdigit() else text.lower() for text in pattern.split(s)]
+
+
+def listfiles(dirname: str) -> list[str]:
+    import os
+
+    names = [name for name in sorted(os.listdir(dirname), key=natural_sort_key) if not name.startswith(".")]
+    return [os.path.join(dirname, name) for name in names if os.path.isfile(os.path.join(dirname, name))]
+
+
+def walk_files(path: str, allowed_extensions: Any = None) -> Iterator[str]:
+    import os
+
+    if not os.path.exists(path):
+        return
+    allowed = {ext.lower() for ext in allowed_extensions} if allowed_extensions is not None else None
+    for root, _, files in os.walk(path, followlinks=True):
+        for filename in sorted(files, key=natural_sort_key):
+            if allowed is not None and os.path.splitext(filename)[1].lower() not in allowed:
+                continue
+            yield os.path.join(root, filename)
+
+
+def html_path(filename: str) -> str:
+    from modules.core.paths import REPO_ROOT
+
+    return str(Path(REPO_ROOT) / "html" / filename)
+
+
+def html(filename: str) -> str:
+    path = Path(html_path(filename))
+    return path.read_text(encoding="utf8") if path.is_file() else ""
+
+
+def reload_gradio_theme(theme_name: str | None = None) -> None:
+    """A1111 swaps the Gradio theme here; Easel's theme is fixed by its UI."""
+
+
 def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
     services = compat.bound()
     if name == "sd_model":
-        current = services.manager.current if services.manager is not None else None
-        return current.pipe if current is not None else None
+        from modules.extensions.a1111_models import current_model_view
+
+        return current_model_view()
     if name == "device":
         return services.device.device if services.device is not None else "cpu"
+    if name in ("weight_load_location",):
+        return None
+    if name == "face_restorers":
+        faces = getattr(services, "faces", None)
+        return list(faces.list()) if faces is not None and hasattr(faces, "list") else []
     if name == "prompt_styles":
         styles = services.styles
         return styles.store if styles is not None else None
@@ -292,12 +424,18 @@ def __getattr__(name: str) -> Any:
         return str(services.settings.model_paths.root)
     if name in ("data_path",):
         return str(services.settings.data_paths.root)
+    if name in ("config_filename",):
+        return str(services.settings.data_paths.config_file)
+    if name in ("styles_filename",):
+        return [str(services.settings.data_paths.styles_file)]
     if name in ("script_path",):
         from modules.core.paths import REPO_ROOT
 
         return str(REPO_ROOT)
     if name == "extensions_dir":
-        from modules.core.paths import REPO_ROOT
+        from modules.extensions.a1111_paths import extensions_dir
 
-        return str(Path(REPO_ROOT) / "extensions")
+        return extensions_dir()
+    if name == "cmd_opts":
+        return cmd_opts
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")

@@ -52,6 +52,7 @@ class Sandbox:
         (self.root / "webui.py").write_text(FAKE_WEBUI)
         (self.root / "requirements.txt").write_text("torch==2.13.0\n")
         (self.root / "requirements-dev.txt").write_text("pytest>=9,<10\n")
+        (self.root / "requirements-ray.txt").write_text("ray==2.60.0\n")
         for package, main in (("pip", FAKE_PIP), ("pytest", FAKE_PYTEST)):
             (fakes / package / "__init__.py").write_text("")
             (fakes / package / "__main__.py").write_text(main)
@@ -104,6 +105,23 @@ def test_first_start_installs_then_second_start_runs_no_pip(sandbox: Sandbox) ->
     assert second.returncode == 3, second.stderr
     assert sandbox.pip_calls == []
     assert sandbox.webui is not None and sandbox.webui["argv"] == ["--port", "9999"]
+
+
+def test_ray_is_installed_only_for_a_cluster_start(sandbox: Sandbox) -> None:
+    sandbox.run("--port", "9999")
+    assert all("requirements-ray.txt" not in " ".join(call) for call in sandbox.pip_calls)
+
+    sandbox.run("--workers", "2")
+    assert sandbox.pip_calls == [
+        ["install", "torch==2.13.0"],
+        ["install", "-r", str(sandbox.root / "requirements.txt")],
+        ["install", "-r", str(sandbox.root / "requirements-ray.txt")],
+    ]
+    assert sandbox.webui is not None and sandbox.webui["argv"] == ["--workers", "2"]
+    sandbox.run("--ray-address", "10.0.0.5:6379")
+    assert sandbox.pip_calls == []  # the stamp covers it now
+    sandbox.run()
+    assert sandbox.pip_calls == []  # a later plain start needs nothing more
 
 
 def test_changed_requirements_or_torch_command_reinstall(sandbox: Sandbox) -> None:
@@ -194,3 +212,53 @@ def test_real_help_lists_the_flags() -> None:
     assert result.returncode == 0, result.stderr
     for flag in ("--port", "--listen", "--data-dir", "--skip-install", "--use-cpu"):
         assert flag in result.stdout
+
+
+LINUX_X86 = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
+LINUX_ARM = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64"}
+WINDOWS_X64 = {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64"}
+WINDOWS_ARM = {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "ARM64"}
+MAC_ARM = {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64"}
+OTHER = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "ppc64le"}
+
+
+def _packages_for(requirements: Path, environment: dict[str, str]) -> set[str]:
+    """What ``pip install -r requirements`` installs on a platform: names whose markers hold there."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    names = set()
+    for line in requirements.read_text().splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({**default_environment(), **environment}):
+            names.add(requirement.name)
+    return names
+
+
+@pytest.mark.parametrize("environment, backends", [
+    (LINUX_X86, {"onnxruntime", "openvino"}), (LINUX_ARM, {"onnxruntime", "openvino"}),
+    (WINDOWS_X64, {"onnxruntime", "openvino"}), (MAC_ARM, {"onnxruntime", "openvino"}),
+    (WINDOWS_ARM, {"onnxruntime"}), (OTHER, set()),
+])
+def test_fresh_install_includes_the_cpu_backends_where_they_run(sandbox: Sandbox, environment: dict[str, str],
+                                                                 backends: set[str]) -> None:
+    """The launcher's plain start installs requirements.txt, which brings ONNX Runtime and OpenVINO (and onnx, the
+    exporter's format) on every platform that has their wheels, and asks for nothing where there are none."""
+    shutil.copy(REPO / "requirements.txt", sandbox.root / "requirements.txt")
+    assert sandbox.run().returncode == 3
+    files = [Path(call[call.index("-r") + 1]) for call in sandbox.pip_calls if "-r" in call]
+    assert files == [sandbox.root / "requirements.txt"]
+    installed = _packages_for(files[0], environment)
+    assert installed & {"onnxruntime", "openvino"} == backends
+    assert ("onnx" in installed) == ("onnxruntime" in backends)
+    assert {"torch", "diffusers"} <= installed
+    assert not installed & {"bitsandbytes", "torchao"}, "heavy optional quantizers stay out of a fresh install"
+
+
+def test_dev_requirements_do_not_repeat_the_runtime_backends() -> None:
+    """One place decides the backends' versions: requirements.txt (the test install adds dev tools on top)."""
+    dev = _packages_for(REPO / "requirements-dev.txt", LINUX_X86)
+    assert not dev & {"onnx", "onnxruntime", "openvino"}

@@ -15,15 +15,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modules.core.errors import EaselError, NotFoundError, UserInputError
+from modules.core.errors import EaselError, NotFoundError, StartingError, UserInputError
+from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
+from modules.models.vae import VaeFile, list_vaes, resolve_vae
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
-from modules.services import Services
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
+from modules.services import ScriptsApi, Services
 
-PARAMS_BY_TYPE: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
 
@@ -34,8 +35,22 @@ async def wait_ready(services: Services, timeout: float = 300.0) -> None:
     deadline = loop.time() + timeout
     while not services.ready.is_set():
         if loop.time() >= deadline:
-            raise EaselError("the processing core is still starting; try again in a moment")
+            raise StartingError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
+
+
+SCRIPTS_READY_SECONDS = 60.0
+
+
+async def wait_scripts_ready(services: Services, timeout: float | None = None) -> ScriptsApi | None:
+    """The scripts service once the warm-up has loaded every script (None if this install has none). Requests
+    that name scripts wait for it instead of being answered from a half-built registry; after ``timeout`` a 503
+    with ``Retry-After``."""
+    try:
+        await wait_ready(services, SCRIPTS_READY_SECONDS if timeout is None else timeout)
+    except EaselError:
+        raise StartingError("scripts and extensions are still loading; retry in a few seconds") from None
+    return services.scripts
 
 
 def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
@@ -61,10 +76,16 @@ def apply_infotext(services: Services, params: GenerationParams) -> GenerationPa
     extras = options.model_extra or {}
     skip = extras.get("infotext_skip_pasting") or []
     parsed = parse_infotext(params.infotext)
+    callbacks = getattr(services, "callbacks", None)
+    if callbacks is not None:  # A1111's infotext_pasted: extensions may adjust what the pasted text sets
+        callbacks.call("infotext_pasted", params.infotext, parsed)
     fields, overrides = infotext_to_params(parsed, current_options=options.model_dump(),
                                            skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
     if extras.get("disable_weights_auto_swap", True):
         overrides.pop("sd_model_checkpoint", None)
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str) and not _vae_known(services, vae):
+        overrides.pop("sd_vae")  # pasted from another install: the checkpoint's own VAE, as A1111 falls back
     data = params.model_dump(exclude_unset=True)
     model_fields = type(params).model_fields
     for key, value in fields.items():
@@ -95,14 +116,32 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
         raise UserInputError(f"override_settings.{exc.field}", exc.reason) from exc
     checkpoint = overrides.get("sd_model_checkpoint")
     if checkpoint:
-        services.catalog.check(str(checkpoint), "override_settings.sd_model_checkpoint")
+        services.catalog.check(str(checkpoint), "override_settings.sd_model_checkpoint",
+                               allow_pickle=services.settings.flags.allow_pickle)
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str):
+        resolve_vae(vae, None, _installed_vaes(services), "override_settings.sd_vae")
 
 
-def _check_init_images(params: Img2ImgParams) -> None:
-    for index, image in enumerate(params.init_images or []):
-        decode_base64_image(image, f"init_images[{index}]")
+def _installed_vaes(services: Services) -> list[VaeFile]:
+    return list_vaes(services.settings.model_paths.vae, services.catalog.folder)
+
+
+def _vae_known(services: Services, name: str) -> bool:
+    try:
+        resolve_vae(name, None, _installed_vaes(services))
+    except UserInputError:
+        return False
+    return True
+
+
+def _check_init_images(params: Img2ImgParams, max_pixels: int) -> list[tuple[int, int]]:
+    """Decode every init image and the mask (size checked before decoding); returns the init images' sizes."""
+    sizes = [decode_base64_image(image, f"init_images[{index}]", max_pixels).size
+             for index, image in enumerate(params.init_images or [])]
     if params.mask:
-        decode_base64_image(params.mask, "mask")
+        decode_base64_image(params.mask, "mask", max_pixels)
+    return sizes
 
 
 async def prepare(services: Services, params: GenerationParams) -> GenerationParams:
@@ -119,13 +158,19 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
     check_override_settings(services, params.override_settings)
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
-        services.catalog.check(params.hr_checkpoint_name, "hr_checkpoint_name")
+        services.catalog.check(params.hr_checkpoint_name, "hr_checkpoint_name",
+                               allow_pickle=services.settings.flags.allow_pickle)
+    limits = services.settings.limits
+    check_limits(params, limits)
+    init_sizes: list[tuple[int, int]] = []
     if isinstance(params, Img2ImgParams):
         if not params.init_images:
-            raise NotFoundError("init_images: img2img needs at least one init image (base64)")
-        await asyncio.to_thread(_check_init_images, params)
-    if services.scripts is not None:
-        services.scripts.validate(params)
+            raise UserInputError("init_images", "img2img needs at least one init image (base64 or a data URL)")
+        init_sizes = await services.cpu_work.run(_check_init_images, params, limits.max_image_pixels)
+    if params.script_name or params.alwayson_scripts:
+        scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
+        if scripts is not None:
+            scripts.validate(params, limits=limits, init_sizes=init_sizes)
     return params
 
 
@@ -133,7 +178,6 @@ async def submit(services: Services, kind: str, params: GenerationParams, *, sou
     """Queue a generation job. Off the event loop: the insert is a SQLite write under the queue's lock, which
     the worker also holds while it records a job's end, and ``progress`` must never wait behind that."""
     payload = params.model_dump(mode="json")
-    payload["_save_samples"] = bool(params.save_images)
     return await asyncio.to_thread(services.queue.submit, kind, payload, job_id=params.force_task_id, source=source,
                                    id_field="force_task_id")
 
@@ -152,7 +196,8 @@ def result_paths(services: Services, job: Job) -> list[Path]:
     result = job.result or {}
     folder = services.settings.data_paths.job_results / job.id
     paths = []
-    for name in result.get("images") or []:
+    names = result.get("images")
+    for name in names if isinstance(names, list) else []:
         if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
             continue
         paths.append(folder / name)
@@ -160,6 +205,10 @@ def result_paths(services: Services, job: Job) -> list[Path]:
 
 
 def read_base64(paths: list[Path]) -> list[str]:
+    """The result files (``jobs/<id>/<name>``) as base64; only regular files really inside the results folder."""
+    for path in paths:
+        if not regular_file_inside(path, path.parent.parent):
+            raise NotFoundError(f"result file {path.name} is no longer on disk")
     return [base64.b64encode(path.read_bytes()).decode("ascii") for path in paths]
 
 

@@ -58,6 +58,13 @@ def build_router(services: Services) -> APIRouter:
         tasks = await asyncio.to_thread(queue.pending_ids)
         return {"size": len(tasks), "tasks": tasks}
 
+    @router.get("/extensions")
+    async def extensions() -> list[dict[str, Any]]:
+        """Installed extensions and whether they run: ``status`` is ``ok``, ``disabled``, ``error`` or
+        ``incompatible`` (it needs an A1111 internal Easel's diffusers core does not have), with the reason."""
+        scripts = services.scripts
+        return list(scripts.extension_status()) if scripts is not None else []
+
     @router.get("/ping")
     async def ping() -> dict[str, Any]:
         return {}

@@ -15,14 +15,19 @@ Routes
 - ``GET /sdapi/v2/jobs/{id}/events`` is a Server-Sent-Events stream (see below).
 - ``DELETE /sdapi/v2/jobs/{id}`` cancels a queued job at once or a running one within a sampler step, waits up
   to a few seconds for the final state and answers 200 with the job; 404 if unknown, 409 if already finished.
+- ``GET /sdapi/v2/workers`` lists the queue's workers (the in-process one, or the Ray workers of ``--workers``/
+  ``--ray-address``): id, node, pid, device, state (starting/idle/busy/dead), loaded models, free memory, jobs
+  done, current job, restarts.
 
 Persistence and restart policy
 ------------------------------
 Jobs live in SQLite in the data dir (``queue.sqlite3``). After a restart, jobs that were **queued** are still
-queued and run in their original FIFO order; a job that was **running** when the server stopped (or crashed) is
-marked **failed** with the error ``"interrupted: server stopped while the job ran"`` rather than re-run, since it
-may have partly written outputs and its client may have given up. Finished jobs, with their result files under
-``jobs/<id>/``, stay retrievable until the retention limit (option ``job_retention_count``) prunes them.
+queued and run in their original FIFO order; a job that was **running** when the server crashed or was killed
+goes back to the head of the queue and runs again as its next ``attempt`` (only the result of the current attempt
+is ever stored); after three attempts it fails with ``"worker lost: ..."``. A job running when the server is
+stopped cleanly ends **failed** with ``"interrupted: server stopped while the job ran"``. Finished jobs, with their
+result files under ``jobs/<id>/``, stay retrievable until the retention limit (option ``job_retention_count``)
+prunes them.
 
 SSE event format
 ----------------
@@ -53,10 +58,12 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from modules.api import generation
 from modules.api.errors import error_response, job_error
-from modules.api.schemas import JobList, JobSubmitted, JobView
+from modules.api.schemas import JobList, JobSubmitted, JobView, WorkerList
 from modules.api.v1.progress import encode_preview
 from modules.core.errors import NotFoundError, UserInputError
-from modules.jobs import Job, JobEvent, JobStatus, validate_job_id
+from modules.core.paths import regular_file_inside
+from modules.jobs import Job, JobEvent, JobStatus, JobSummary, validate_job_id
+from modules.processing.params import PARAMS_BY_KIND
 from modules.services import Services
 
 SOURCE = "api-v2"
@@ -86,12 +93,9 @@ def job_view(services: Services, job: Job, *, with_params: bool = False) -> dict
             count = len(generation.result_paths(services, job))
             result["images"] = [f"/sdapi/v2/jobs/{job.id}/images/{index}" for index in range(count)]
     return {
-        "id": job.id, "seq": job.seq, "type": job.kind, "source": job.source, "status": job.status.value,
-        "position": None if job.finished else services.queue.position(job.id),
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "progress": job.progress, "step": job.step, "total_steps": job.total_steps, "batch_no": job.batch_no,
-        "batch_count": job.batch_count, "eta": job.eta_seconds, "textinfo": job.textinfo, "error": job.error,
-        "error_status": failure.status_code if failure is not None else None,
+        **job.model_dump(mode="json", include=set(JobSummary.model_fields)),
+        "type": job.kind, "position": None if job.finished else services.queue.position(job.id),
+        "eta": job.eta_seconds, "error_status": failure.status_code if failure is not None else None,
         "error_field": getattr(failure, "field", None) if failure is not None else None,
         "result": result, "params": _elide(job.payload) if with_params else None,
     }
@@ -113,13 +117,16 @@ def _parse_submission(body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     """(type, params, field prefix for errors) from either body form."""
     if not isinstance(body, dict):
         raise UserInputError("body", "expected a JSON object")
+    if "params" in body and not isinstance(body["params"], dict):
+        raise UserInputError("params", "must be an object holding a /sdapi/v1/txt2img or /img2img request, "
+                                       f"not {type(body['params']).__name__}")
     if isinstance(body.get("params"), dict):
         kind, params, prefix = body.get("type") or "txt2img", body["params"], "params."
     else:
         params = {key: value for key, value in body.items() if key != "type"}
         kind, prefix = body.get("type") or "txt2img", ""
-    if kind not in generation.PARAMS_BY_TYPE:
-        raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(generation.PARAMS_BY_TYPE)}")
+    if not isinstance(kind, str) or kind not in PARAMS_BY_KIND:
+        raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
     return kind, params, prefix
 
 
@@ -151,9 +158,10 @@ def build_router(services: Services) -> APIRouter:
     @router.post("/jobs", status_code=202, response_model=JobSubmitted)
     async def submit_job(body: dict[str, Any] = Body(..., examples=[SUBMIT_EXAMPLE])) -> dict[str, Any]:
         """Queue a txt2img/img2img job; answers at once with its id (see the module doc for the body forms)."""
+        await generation.wait_ready(services)  # script names and the runners are known only after the warm-up
         kind, raw, prefix = _parse_submission(body)
         try:
-            params = generation.validate_params(generation.PARAMS_BY_TYPE[kind], raw)
+            params = generation.validate_params(PARAMS_BY_KIND[kind], raw)
             params = await generation.prepare(services, params)
         except UserInputError as exc:
             if prefix:
@@ -175,6 +183,16 @@ def build_router(services: Services) -> APIRouter:
         views = await asyncio.to_thread(read)
         return {"jobs": views, "count": len(views)}
 
+    @router.get("/workers", response_model=WorkerList)
+    async def list_workers() -> dict[str, Any]:
+        """Every worker of the queue: id, node, pid, device, state, loaded models, jobs done, current job."""
+        infos = await asyncio.to_thread(queue.workers)
+        return {"workers": [{"id": info.id, "node": info.description.node, "pid": info.description.pid,
+                             "device": info.description.device, "state": info.state.value,
+                             "loaded_models": list(info.description.loaded_models),
+                             "free_memory": info.description.free_memory, "jobs_done": info.jobs_done,
+                             "current_job": info.current_job, "restarts": info.restarts} for info in infos]}
+
     @router.get("/jobs/{job_id}", response_model=JobView)
     async def read_job(job_id: str) -> dict[str, Any]:
         """One job: status, progress, ETA, queue position, error, result (image URLs) and params."""
@@ -188,7 +206,8 @@ def build_router(services: Services) -> APIRouter:
         if not 0 <= index < len(paths):
             raise NotFoundError(f"job {job_id!r} has no result image {index} ({len(paths)} available)")
         path = paths[index]
-        if not await asyncio.to_thread(path.is_file):
+        results = services.settings.data_paths.job_results  # the job's folder itself may not be a link out either
+        if not await asyncio.to_thread(regular_file_inside, path, results):
             raise NotFoundError(f"result image {index} of job {job_id!r} is no longer on disk")
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type)

@@ -1,4 +1,5 @@
-"""Pure ASGI middlewares: request context (id, timing, last-resort 500) and the request-size limit.
+"""Pure ASGI middlewares: request context (id, timing, last-resort 500), the request-size limit, and the wait for
+the warm-up.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so that streaming responses (SSE) pass through untouched and the
 Gradio app mounted later at ``/`` gets the same treatment as the API routes.
@@ -6,13 +7,18 @@ Gradio app mounted later at ``/`` gets the same treatment as the API routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 import uuid
+from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modules.core.errors import StartingError
 
 log = logging.getLogger("easel.api")
 
@@ -121,3 +127,59 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+READY_WAIT_SECONDS = 10.0
+"""How long a request that needs the warm-up waits for it before it is answered 503 with ``Retry-After``."""
+RETRY_AFTER_SECONDS = StartingError.retry_after
+READY_POLL_SECONDS = 0.05
+
+# Routes whose answer is already right before the warm-up: they read only what the main thread builds (the job
+# queue and store, the launch flags, the checkpoint list) or are the loading page and the API docs.
+READY_INDEPENDENT: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
+    (frozenset(methods.split()), re.compile(pattern)) for methods, pattern in (
+        ("GET HEAD", r"/"),
+        ("GET HEAD", r"/(docs|redoc|openapi\.json)(/.*)?"),
+        ("GET", r"/sdapi/v1/(progress|cmd-flags|memory|sd-models)"),
+        ("POST", r"/sdapi/v1/(interrupt|skip)"),
+        ("GET", r"/sdapi/v2/jobs(/[^/]+(/events|/images/[^/]+)?)?"),
+        ("DELETE", r"/sdapi/v2/jobs/[^/]+"),
+        ("GET", r"/internal/(ping|pending-tasks)"),
+        ("POST", r"/internal/progress"),
+    ))
+
+
+class ReadinessMiddleware:
+    """During the warm-up, a request that needs it (scripts, extensions, generation...) waits up to
+    :data:`READY_WAIT_SECONDS` for it, then gets 503 with ``Retry-After``: never an answer computed from services
+    that are not there yet (an empty script list, an unchecked script name). Requests listed in
+    :data:`READY_INDEPENDENT` pass at once."""
+
+    def __init__(self, app: ASGIApp, *, ready: Any) -> None:
+        self.app = app
+        self.ready = ready  # threading.Event set by the warm-up
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.ready.is_set() or _ready_independent(scope):
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + READY_WAIT_SECONDS
+        while not self.ready.is_set():
+            if time.monotonic() >= deadline:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1013, "reason": "starting"})
+                    return
+                start, body = _json_message(503, {
+                    "error": StartingError.error_name, "detail": "Easel is still starting; retry in a few seconds",
+                    "body": "", "errors": []}, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+                await send(start)
+                await send(body)
+                return
+            await asyncio.sleep(READY_POLL_SECONDS)
+        await self.app(scope, receive, send)
+
+
+def _ready_independent(scope: Scope) -> bool:
+    method = scope.get("method", "GET")
+    path = scope.get("path", "")
+    return any(method in methods and pattern.fullmatch(path) for methods, pattern in READY_INDEPENDENT)

@@ -11,10 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modules.core.validation import StrictInput
+from modules.jobs import JobSummary
 from modules.processing.extras import ExtrasBatchImagesParams, ExtrasSingleImageParams
 
 
-class _Lenient(BaseModel):
+class _Lenient(StrictInput):
     """Requests ignore unknown keys (clients send fields of newer A1111 versions) and take null as default."""
 
     model_config = ConfigDict(extra="ignore")
@@ -170,28 +172,38 @@ class ScriptsList(BaseModel):
 # -- /sdapi/v2 ------------------------------------------------------------------------------------------------
 
 
-class JobView(BaseModel):
-    id: str
-    seq: int
-    type: str
-    source: str
-    status: str
+class JobView(JobSummary):
+    """A job as the v2 API shows it: the job record's public fields (:class:`JobSummary`, the same names) plus
+    the ones it renames or derives."""
+
+    model_config = ConfigDict(frozen=False)
+
+    type: str = Field(description="the job kind: txt2img, img2img, ...")
     position: int | None = Field(None, description="0: running; 1: next; null: finished")
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    progress: float = 0.0
-    step: int = 0
-    total_steps: int = 0
-    batch_no: int = 0
-    batch_count: int = 1
     eta: float | None = None
-    textinfo: str | None = None
-    error: str | None = None
     error_status: int | None = Field(None, description="the HTTP status a synchronous call would have answered")
     error_field: str | None = Field(None, description="the request field a failed job's error names")
     result: dict[str, Any] | None = Field(None, description="images as URLs; info, infotexts, warnings...")
     params: dict[str, Any] | None = Field(None, description="the job payload (long strings such as images elided)")
+
+
+class WorkerView(BaseModel):
+    """One worker of the job queue (``GET /sdapi/v2/workers``)."""
+
+    id: str
+    node: str
+    pid: int | None = None
+    device: str
+    state: str = Field(description="starting, idle, busy or dead (restarting)")
+    loaded_models: list[str] = Field(default_factory=list)
+    free_memory: int | None = Field(None, description="bytes free on its device, where the device tells")
+    jobs_done: int = 0
+    current_job: str | None = None
+    restarts: int = Field(0, description="times the worker was lost and restarted")
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerView] = Field(default_factory=list)
 
 
 class JobSubmitted(BaseModel):

@@ -6,10 +6,13 @@ and packages this machine does not have; :func:`probe_cpu`, :func:`installed_bac
 
 * On an accelerator (CUDA, ROCm, XPU, MPS, DirectML) PyTorch stays: it is the fastest general path there, and
   TensorRT engines are built only when ``backend: tensorrt`` asks for them (minutes per shape profile).
-* On a CPU, a UNet of at least :data:`AUTO_MIN_UNET_PARAMS` parameters moves to an exported runtime that is
-  importable, in the order of :func:`cpu_preference`, when there is free memory to export it
-  (:data:`EXPORT_MEMORY_FACTOR`). Smaller UNets stay on plain PyTorch: the export cannot pay back, and they keep
-  pixel parity with plain diffusers and a ready-in-seconds start (the embedded ``easel-shapes-v1`` has 2.8 M).
+* On a CPU, a UNet of at least :data:`AUTO_MIN_UNET_PARAMS` parameters gets the calibrated routes of
+  :mod:`modules.backends.adaptive` (:func:`plan_cpu_routes`): PyTorch fp32, a PyTorch bf16 copy at once where the
+  CPU has native bf16, and the exported runtime :func:`choose_backend` names (in the order of
+  :func:`cpu_preference`, when there is free memory to export it, :data:`EXPORT_MEMORY_FACTOR`), built in the
+  background; each call runs the fastest one measured. Smaller UNets stay on plain PyTorch: the export cannot pay
+  back, and they keep pixel parity with plain diffusers and a ready-in-seconds start (the embedded
+  ``easel-shapes-v1`` has 2.8 M).
 * The precision is f32 unless the CPU has native bf16 (AVX512-BF16, AMX, Arm BF16). Without it bf16 is emulated:
   on this project's AMD EPYC (AVX2/FMA) a bf16 matmul ran at 1.1 GFLOP/s against 89.6 GFLOP/s in fp32 on one
   thread, and a PyTorch bf16 SD 1.5 UNet step at 256² took 284 s against 8.6 s in fp32.
@@ -124,6 +127,39 @@ def choose_backend(*, device_type: str, unet_params: int | None, cpu: CpuFeature
                    else "f32: no native bf16 on this CPU" if precision == "auto" else "fp32 asked for")
             return AutoChoice(name, hint, f"UNet of {unet_params / 1e6:.0f} M parameters on a CPU: {name}, {why}")
     return AutoChoice("torch", precision, "no exported CPU runtime installed (pip install onnxruntime or openvino)")
+
+
+@dataclass(frozen=True)
+class AutoPlan:
+    """The routes ``backend: auto`` sets up for a large UNet on a CPU (see :mod:`modules.backends.adaptive`):
+    PyTorch fp32 always; a PyTorch bf16 copy at once where the CPU has native bf16; one exported runtime, built in
+    the background, where one is installed (OpenVINO with a bf16 hint on native-bf16 CPUs, else the fp32 runtime
+    :func:`cpu_preference` ranks first). The jobs' measured times then decide which one runs."""
+
+    bf16: bool
+    export: tuple[str, str] | None
+    reason: str
+
+
+def plan_cpu_routes(*, unet_params: int | None, cpu: CpuFeatures, installed: Collection[str],
+                    precision: str = "auto", quantized: bool = False, free_memory: int | None = None,
+                    allow_export: bool = True) -> AutoPlan | None:
+    """None where the model stays on plain PyTorch fp32 (the cases :func:`choose_backend` keeps on torch for size,
+    quantization or an explicit half precision); else what to calibrate between. Pure, like choose_backend."""
+    if unet_params is None or quantized or unet_params < AUTO_MIN_UNET_PARAMS or precision not in ("auto", "fp32"):
+        return None
+    bf16 = cpu.native_bf16 and precision == "auto"
+    choice = choose_backend(device_type="cpu", unet_params=unet_params, cpu=cpu, installed=installed,
+                            precision=precision, free_memory=free_memory)
+    export = None
+    if allow_export and choice.backend != "torch":
+        export = (choice.backend, "bf16" if choice.precision == "auto" and cpu.native_bf16 else "fp32")
+    if not bf16 and export is None:
+        return None
+    routes = ["torch fp32", *(["torch bf16"] if bf16 else []), *([f"{export[0]} {export[1]} (background export)"]
+                                                                  if export else [])]
+    return AutoPlan(bf16, export, f"UNet of {unet_params / 1e6:.0f} M parameters on a CPU: fastest measured of "
+                                  f"{', '.join(routes)}")
 
 
 def read_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:

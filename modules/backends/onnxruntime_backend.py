@@ -62,10 +62,6 @@ class OrtGraph:
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
-
-
-
-
 def export_folder(cache_dir: Path, family: str, loaded: Any, shape_policy: ShapePolicy, precision: str) -> Path:
     return Path(cache_dir) / family / export_key(loaded, shape_policy, precision)
 
@@ -86,12 +82,24 @@ class OnnxRuntimeBackend(ExecutionBackend):
 
     def prepare(self, loaded: Any, *, cache_dir: Path, precision: str = "fp32",
                 shape_policy: ShapePolicy = ShapePolicy(), include_vae: bool | None = None) -> None:
+        pipe = loaded.pipe
+        unet, vae = pipe.unet, pipe.vae
+        graph, vae_graph = self.build_graphs(loaded, unet, vae, cache_dir=cache_dir, precision=precision,
+                                             shape_policy=shape_policy, include_vae=include_vae)
+        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
+        if vae_graph is not None:
+            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
+
+    def build_graphs(self, loaded: Any, unet: Any, vae: Any, *, cache_dir: Path, precision: str = "fp32",
+                     shape_policy: ShapePolicy = ShapePolicy(), include_vae: bool | None = None
+                     ) -> tuple[OrtGraph, OrtGraph | None]:
+        """Export (or read the cached export of) ``unet`` and the VAE decoder and open ORT sessions; installs
+        nothing, so ``backend: auto`` can run this in a background thread."""
         import onnxruntime as ort
 
         self.require_available()
-        pipe = loaded.pipe
         precision = "fp32" if precision == "auto" else precision
-        providers = choose_providers(pipe.unet.device, ort.get_available_providers())
+        providers = choose_providers(unet.device, ort.get_available_providers())
         if precision != "fp32" and providers == ["CPUExecutionProvider"]:
             raise UnsupportedError(f"ONNX Runtime on the CPU runs fp32 graphs only (asked for {precision})")
         if precision not in ("fp32", "fp16"):
@@ -99,17 +107,15 @@ class OnnxRuntimeBackend(ExecutionBackend):
         dtype = torch.float16 if precision == "fp16" else torch.float32
         folder = export_folder(cache_dir, "onnx", loaded, shape_policy, precision)
         started = time.perf_counter()
-        unet = pipe.unet
         source = unet if unet.dtype == dtype else _converted(unet, dtype)
         graph = OrtGraph(export_unet(source, folder, shape_policy, dtype), providers, self.threads)
-        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
+        vae_graph = None
         if self.include_vae if include_vae is None else include_vae:
-            vae = pipe.vae
             vae_source = vae if vae.dtype == dtype else _converted(vae, dtype)
             vae_graph = OrtGraph(export_vae_decoder(vae_source, folder, shape_policy, dtype), providers, self.threads)
-            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
         log.info("onnxruntime backend ready in %.1fs (%s, %s)", time.perf_counter() - started, folder.name,
                  ", ".join(providers))
+        return graph, vae_graph
 
 
 def _converted(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

@@ -52,10 +52,6 @@ class OvGraph:
         return torch.from_numpy(np.array(self.request.get_output_tensor(0).data, copy=True))
 
 
-
-
-
-
 def convert_to_ir(module: torch.nn.Module, inputs: dict[str, torch.Tensor], target: Path,
                   shape_policy: ShapePolicy, weight_compression: str | None = None) -> Any:
     """Convert (or read the cached IR of) ``module``; returns the ``openvino.Model``."""
@@ -127,12 +123,26 @@ class OpenVinoBackend(ExecutionBackend):
     def prepare(self, loaded: Any, *, cache_dir: Path, precision: str = "auto",
                 shape_policy: ShapePolicy = ShapePolicy(), device: str | None = None,
                 include_vae: bool | None = None, weight_compression: str | None = None) -> None:
+        pipe = loaded.pipe
+        unet, vae = pipe.unet, pipe.vae
+        graph, vae_graph = self.build_graphs(loaded, unet, vae, cache_dir=cache_dir, precision=precision,
+                                             shape_policy=shape_policy, device=device, include_vae=include_vae,
+                                             weight_compression=weight_compression)
+        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
+        if vae_graph is not None:
+            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
+
+    def build_graphs(self, loaded: Any, unet: Any, vae: Any, *, cache_dir: Path, precision: str = "auto",
+                     shape_policy: ShapePolicy = ShapePolicy(), device: str | None = None,
+                     include_vae: bool | None = None, weight_compression: str | None = None
+                     ) -> tuple[OvGraph, OvGraph | None]:
+        """Convert (or read the cached IR of) ``unet`` and the VAE decoder and compile them; installs nothing, so
+        ``backend: auto`` can run this in a background thread while the PyTorch modules keep serving."""
         import openvino as ov
 
         self.require_available()
         device = device or self.device
         compression = weight_compression if weight_compression is not None else self.weight_compression
-        pipe = loaded.pipe
         config = self.compile_config(precision)
         # The IR holds f32 weights; the precision is a compile-time hint, so one IR serves every precision.
         ir_key = export_key(loaded, shape_policy, "ir" + (f"-{compression}" if compression else ""))
@@ -140,14 +150,13 @@ class OpenVinoBackend(ExecutionBackend):
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(folder / "compiled")})
         started = time.perf_counter()
-        unet = pipe.unet
         inputs = unet_example_inputs(unet, shape_policy, torch.float32)
         model = convert_to_ir(UNetExportAdapter(_float_copy(unet)), inputs, folder / "unet.xml", shape_policy,
                               compression)
         graph = OvGraph(core.compile_model(model, device, config), list(inputs))
-        install_component(pipe, "unet", GraphUNet(unet, graph, self.name))
+        del model
+        vae_graph = None
         if self.include_vae if include_vae is None else include_vae:
-            vae = pipe.vae
             if shape_policy.kind == "static":
                 shape = (max(1, shape_policy.batch // 2), vae.config.latent_channels,
                          shape_policy.height // 8, shape_policy.width // 8)
@@ -157,9 +166,9 @@ class OpenVinoBackend(ExecutionBackend):
             vae_model = convert_to_ir(VaeDecoderExportAdapter(_float_copy(vae)), latents, folder / "vae_decoder.xml",
                                       shape_policy)
             vae_graph = OvGraph(core.compile_model(vae_model, device, config), ["latents"])
-            install_component(pipe, "vae", GraphVae(vae, vae_graph, self.name))
         log.info("openvino backend ready in %.1fs (%s on %s, %s)", time.perf_counter() - started, folder.name,
                  device, config)
+        return graph, vae_graph
 
 
 def _float_copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -1,12 +1,14 @@
 """Wiring: apply the configured backend, memory policy and quantization to every model the manager loads.
 
 Settings read (typed fields of :class:`modules.core.settings.Options`, section "Execution" and "Memory"):
-``backend`` (auto / torch / onnxruntime / openvino / tensorrt; ``auto`` is resolved per model by
-:func:`modules.backends.auto.choose_backend`), ``execution_precision`` (auto follows the launch ``--precision``),
+``backend`` (auto / torch / onnxruntime / openvino / tensorrt; ``auto`` is resolved per model: calibrated routes
+for a large UNet on a CPU, :mod:`modules.backends.adaptive`, else :func:`modules.backends.auto.choose_backend`),
+``execution_precision`` (auto follows the launch ``--precision``),
 ``execution_shape_policy``, ``openvino_device``, ``openvino_weight_compression``, ``torch_compile``,
 ``memory_strategies`` ("auto" expands to :func:`modules.memory.policy_for_device`), ``token_merging_ratio``
 (0 = off) and ``quantization``. The backend that actually ran the UNet goes into the infotext
-(``Backend: openvino``) when it is not PyTorch.
+(``Backend: openvino``; under auto with its precision, ``Backend: openvino bf16``, and ``VAE backend`` where the VAE
+ran elsewhere) when it is not plain PyTorch fp32.
 """
 
 from __future__ import annotations
@@ -17,8 +19,26 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from modules.backends.auto import AutoChoice, choose_backend, installed_backends, probe_cpu, unet_parameter_count
-from modules.backends.base import GraphUNet, ShapePolicy, active_backend, restore_components
+import torch
+
+from modules.backends.adaptive import (
+    AdaptiveExecution,
+    AdaptiveUNet,
+    AdaptiveVae,
+    CalibrationStore,
+    cpu_signature,
+    install_adaptive,
+)
+from modules.backends.auto import (
+    AutoChoice,
+    AutoPlan,
+    choose_backend,
+    installed_backends,
+    plan_cpu_routes,
+    probe_cpu,
+    unet_parameter_count,
+)
+from modules.backends.base import GraphUNet, ShapePolicy, active_backend, export_key, restore_components
 from modules.backends.registry import get_backend
 from modules.core.settings import Options, Settings
 from modules.devices.base import normalize_precision, system_memory
@@ -33,6 +53,7 @@ class AppliedExecution:
     choice: AutoChoice | None = None  # what was asked for (auto resolved); ``backend`` is what runs
     memory: Any = None  # modules.memory.AppliedPolicy
     quantization: Any = None  # modules.quantization.apply.QuantizedComponents
+    adaptive: AdaptiveExecution | None = None  # backend auto on a CPU: routed UNet/VAE, background export
     errors: list[str] = field(default_factory=list)
 
     def remove(self, pipe: Any) -> None:
@@ -64,6 +85,14 @@ class ExecutionSetup:
         self.settings = settings
         self.device = device
         self.applied: weakref.WeakKeyDictionary[Any, AppliedExecution] = weakref.WeakKeyDictionary()
+        self._calibration: CalibrationStore | None = None
+
+    @property
+    def calibration(self) -> CalibrationStore:
+        """Measured route times, shared by every model (keyed inside by CPU, model, component and shape)."""
+        if self._calibration is None:
+            self._calibration = CalibrationStore(self.settings.data_paths.cache_dir / "calibration.json")
+        return self._calibration
 
     @property
     def options(self) -> Options:
@@ -119,16 +148,71 @@ class ExecutionSetup:
         ratio = options.token_merging_ratio
         if ratio > 0 and "token_merging" not in names:
             names.append("token_merging")
-        choice = self.resolve_backend(loaded, quantized=record.quantization is not None)
+        plan = self.auto_plan(loaded, quantized=record.quantization is not None,
+                              token_merging="token_merging" in names)
+        choice = (AutoChoice("auto", self.requested_precision(), plan.reason) if plan is not None
+                  else self.resolve_backend(loaded, quantized=record.quantization is not None))
         record.choice = choice
-        if choice.backend != "torch":  # exported graphs replace the UNet: hooks on it would do nothing
+        if choice.backend not in ("torch", "auto"):  # exported graphs replace the UNet: hooks on it would do nothing
             names = [name for name in names if name not in ("sdpa", "attention_slicing", "token_merging")]
         try:
             record.memory = apply_strategies(pipe, names, device.device, token_merging_ratio=ratio or 0.5)
         except Exception as exc:
             record.errors.append(f"memory strategies {names}: {exc}")
             log.exception("memory strategies %s failed", names)
+        if plan is not None:
+            self.install_adaptive(loaded, plan, record)
+            return
         self.prepare_backend(loaded, choice, record)
+
+    def auto_plan(self, loaded: Any, *, quantized: bool, token_merging: bool) -> AutoPlan | None:
+        """The calibrated routes of ``backend: auto`` for a large UNet on a CPU; None elsewhere."""
+        options = self.options
+        if options.backend != "auto" or options.torch_compile != "off" or self._device().device.type != "cpu":
+            return None
+        unet = getattr(loaded.pipe, "unet", None)
+        if unet is None or getattr(unet, "dtype", None) != torch.float32:
+            return None
+        # token merging patches the PyTorch UNet's blocks: an export would trace the patch, so only torch routes
+        return plan_cpu_routes(unet_params=unet_parameter_count(loaded.pipe), cpu=probe_cpu(),
+                               installed=installed_backends(), precision=self.requested_precision(),
+                               quantized=quantized, free_memory=system_memory().free, allow_export=not token_merging)
+
+    def install_adaptive(self, loaded: Any, plan: AutoPlan, record: AppliedExecution) -> None:
+        options = self.options
+        cache_dir = self.settings.data_paths.cache_dir
+        shape_policy = ShapePolicy.parse(options.execution_shape_policy)
+        build_export = None
+        if plan.export is not None:
+            backend_name, precision = plan.export
+            backend: Any = get_backend(backend_name)
+
+            def build_export(unet: Any, vae: Any) -> tuple[Any, Any]:
+                kwargs = {"device": options.openvino_device} if backend_name == "openvino" else {}
+                return backend.build_graphs(loaded, unet, vae, cache_dir=cache_dir, precision=precision,
+                                            shape_policy=shape_policy, **kwargs)
+
+        cpu = probe_cpu()
+        model_key = "|".join((cpu_signature(cpu.flags, torch.get_num_threads()),
+                              export_key(loaded, shape_policy, "auto")))
+        try:
+            record.adaptive = install_adaptive(loaded, store=self.calibration, model_key=model_key, bf16=plan.bf16,
+                                               export=plan.export, build_export=build_export)
+            record.backend = "auto"
+        except Exception as exc:
+            record.errors.append(f"backend auto: {exc}")
+            log.exception("backend auto could not set up its routes; running on torch")
+            restore_components(loaded.pipe)
+            return
+        log.info("backend auto: %s", plan.reason)
+
+    def status_text(self, model: ModelWithPipe | None) -> str | None:
+        """Progress text for a job running on ``model``: which route runs, and a background export while it
+        lasts (None where ``backend: auto`` set up no routes)."""
+        record = self.applied.get(model.pipe) if model is not None else None
+        if record is None or record.adaptive is None:
+            return None
+        return record.adaptive.status()
 
     def prepare_backend(self, loaded: Any, choice: AutoChoice, record: AppliedExecution) -> None:
         options = self.options
@@ -167,7 +251,14 @@ class ExecutionSetup:
         if pipe is None:
             return
         unet = getattr(pipe, "unet", None)
-        if isinstance(unet, GraphUNet) and unet.torch_fallback:
+        if isinstance(unet, AdaptiveUNet):
+            vae = getattr(pipe, "vae", None)
+            unet.begin_job()
+            run.extra_generation_params["Backend"] = RouteUsed(unet)
+            if isinstance(vae, AdaptiveVae):
+                vae.begin_job()
+                run.extra_generation_params["VAE backend"] = RouteUsed(vae, same_as=unet)
+        elif isinstance(unet, GraphUNet) and unet.torch_fallback:
             # auto may run a call on PyTorch (ControlNet, LoRA): name what ran, read when the infotext is written
             run.extra_generation_params["Backend"] = BackendUsed(unet)
         else:
@@ -190,3 +281,21 @@ class BackendUsed:
         name = str(self.unet.last_backend)
         return None if name == "torch" else name
 
+
+
+class RouteUsed:
+    """Infotext value per image under ``backend: auto``: the route that ran most of the component's calls, with
+    its precision (``openvino bf16``, ``torch bf16``); None (left out) for plain PyTorch fp32, as A1111 writes
+    no backend. ``same_as``: left out too when it names the same route as that component (the VAE as the UNet)."""
+
+    def __init__(self, component: AdaptiveUNet | AdaptiveVae, same_as: AdaptiveUNet | None = None) -> None:
+        self.component = component
+        self.same_as = same_as
+
+    def __call__(self, index: int) -> str | None:
+        route = self.component.main_route()
+        if route.name == "torch:fp32":
+            return None
+        if self.same_as is not None and self.same_as.main_route().name == route.name:
+            return None
+        return route.label

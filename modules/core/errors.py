@@ -62,6 +62,19 @@ class NoModelError(EaselError):
     error_name = "NoModel"
 
 
+class StartingError(EaselError):
+    """The part of Easel a request needs is still starting (HTTP 503 with ``Retry-After``); asking again in
+    ``retry_after`` seconds gets the real answer."""
+
+    status_code = 503
+    error_name = "Starting"
+    retry_after: int = 5  # seconds; the class value is the default the readiness middleware sends
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UnsupportedError(EaselError):
     """The requested feature cannot run on this platform or install (e.g. TensorRT without NVIDIA)."""
 

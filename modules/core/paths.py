@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The checkout (or installed tree) root: holds configs/, scripts/, extensions/, javascript/, models/."""
+
+
+def regular_file_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` may be served from ``folder``: a regular file itself (not a symlink, FIFO or device) whose
+    real location is inside the real ``folder``, so no link planted in the data dir can expose another file."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        return path.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop above it
+        return False
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,32 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modules.core.a1111_options import A1111_OPTION_DEFAULTS
 from modules.core.atomic import atomic_write_json
 from modules.core.errors import UserInputError
+from modules.core.limits import (
+    DEFAULT_CPU_WORKERS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_JOB_IMAGES,
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_PROCESSOR_RES,
+    DEFAULT_MAX_STEPS,
+    Limits,
+)
 from modules.core.paths import REPO_ROOT, DataPaths, ModelPaths
+from modules.core.validation import StrictInput
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +81,32 @@ class CmdFlags(BaseSettings):
     allow_extension_install: bool = Field(False, description="Run extensions' install.py (explicit consent)")
     api_log: bool = Field(False, description="Log every API request")
     max_request_mb: int = Field(64, ge=1, description="Largest accepted request body, in MiB")
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64 * 64,
+                                  description="Largest uploaded image, in pixels (width x height)")
+    max_output_pixels: int = Field(DEFAULT_MAX_OUTPUT_PIXELS, ge=64 * 64,
+                                   description="Largest image a job may produce (hires, upscale), in pixels")
+    max_processor_res: int = Field(DEFAULT_MAX_PROCESSOR_RES, ge=64,
+                                   description="Largest ControlNet preprocessor resolution")
+    max_job_images: int = Field(DEFAULT_MAX_JOB_IMAGES, ge=1,
+                                description="Most images one job may generate (batches, script loops, tiles)")
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=10000, description="Most sampling steps of one pass")
+    max_cpu_workers: int = Field(DEFAULT_CPU_WORKERS, ge=1, le=64,
+                                 description="Request-thread CPU work (decoding, png-info, detect) run at once")
+    workers: str | None = Field(None, pattern=r"^(auto|[1-9][0-9]{0,2})$",
+                                description="Run jobs on N Ray worker processes on this machine, each with its own "
+                                            "device ('auto': one per GPU, or one on a CPU-only machine)")
+    ray_address: str | None = Field(None, pattern=r"^(auto|[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})$",
+                                    description="Join the Ray cluster at HOST:PORT (started with 'ray start --head') "
+                                                "and run one worker per GPU on its nodes")
     skip_install: bool = Field(False, description="Launcher: skip the dependency check")
     reinstall: bool = Field(False, description="Launcher: reinstall requirements")
     test: bool = Field(False, description="Launcher: run the test suite")
     use_directml: bool = Field(False, description="Launcher: install torch-directml")
+
+    @property
+    def uses_cluster(self) -> bool:
+        """True when jobs run on Ray workers (``--workers`` or ``--ray-address``) instead of in this process."""
+        return bool(self.workers or self.ray_address)
 
     @property
     def host(self) -> str:
@@ -105,11 +139,26 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_cmd_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> CmdFlags:
     """Parse ``argv`` (unknown flags are an error naming them) and merge the environment and defaults."""
+    return parse_flags(argv, environ)[0]
+
+
+ParserExtension = Callable[[argparse.ArgumentParser], None]
+"""Adds flags to the parser before it parses (extensions' ``preload(parser)``)."""
+
+
+def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None,
+                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, object]]:
+    """Easel's flags and the flags ``extend_parser`` declared (name -> value or its default), parsed together:
+    a flag neither declares is an error naming it."""
     parser = build_arg_parser()
+    own = {action.dest for action in parser._actions}
+    if extend_parser is not None:
+        extend_parser(parser)
     namespace, unknown = parser.parse_known_args(list(argv or []))
     if unknown:
         raise SystemExit(f"easel: unknown flag(s): {' '.join(unknown)} (see --help for the list)")
     given = vars(namespace)
+    extension_flags = {name: given.pop(name) for name in list(given) if name not in own}
     if environ is not None:
         env_values = {
             name: environ[f"EASEL_{name.upper()}"]
@@ -117,11 +166,11 @@ def parse_cmd_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | Non
             if f"EASEL_{name.upper()}" in environ and name not in given
         }
         given = {**env_values, **given}
-        return CmdFlags.model_validate(given)
-    return CmdFlags(**given)
+        return CmdFlags.model_validate(given), extension_flags
+    return CmdFlags(**given), extension_flags
 
 
-class Options(BaseModel):
+class Options(StrictInput):
     """Run-time options with A1111 keys and defaults. ``section`` groups them in the UI's settings page."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -156,6 +205,8 @@ class Options(BaseModel):
     outdir_grids: str = Field("", json_schema_extra={"section": "Paths"})
     add_model_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     add_model_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_name_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
+    add_vae_hash_to_info: bool = Field(True, json_schema_extra={"section": "Infotext"})
     # Live previews
     live_previews_enable: bool = Field(True, json_schema_extra={"section": "Live previews"})
     show_progress_every_n_steps: int = Field(5, ge=-1, le=100, json_schema_extra={"section": "Live previews"})
@@ -208,6 +259,20 @@ class Options(BaseModel):
         json_schema_extra={"section": "User interface"})
     # Jobs
     job_retention_count: int = Field(200, ge=1, json_schema_extra={"section": "Jobs"})
+    worker_fairness_seconds: float = Field(
+        30.0, ge=0, le=86400, json_schema_extra={"section": "Jobs"},
+        description="With several workers: an idle worker prefers a job for the model it has loaded unless the "
+                    "oldest queued job has waited longer than this")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a1111_defaults(cls, data: object) -> object:
+        """Every A1111 v1.10 key exists, with A1111's default unless given (typed fields keep their own)."""
+        if not isinstance(data, dict):
+            return data
+        missing = {key: copy.deepcopy(value) for key, value in A1111_OPTION_DEFAULTS.items()
+                   if key not in data and key not in cls.model_fields}
+        return {**missing, **data} if missing else data
 
     @field_validator("samples_format", "grid_format", mode="before")
     @classmethod
@@ -238,8 +303,10 @@ def validate_option_changes(current: Options, changes: Mapping[str, object]) -> 
     """
     merged = current.model_dump()
     for key, value in changes.items():
-        if key not in Options.model_fields and value is None:
+        if key not in Options.model_fields and value is None and A1111_OPTION_DEFAULTS.get(key, 0) is not None:
             raise UserInputError(key, "unknown option; null is not stored")
+        if key not in Options.model_fields and key in A1111_OPTION_DEFAULTS:
+            _check_a1111_type(key, value)
         merged[key] = value
     try:
         return Options.model_validate(merged)
@@ -249,56 +316,115 @@ def validate_option_changes(current: Options, changes: Mapping[str, object]) -> 
         raise UserInputError(field, first.get("msg", "invalid value")) from exc
 
 
+def _check_a1111_type(key: str, value: object) -> None:
+    """An A1111-only option keeps the type of A1111's default (a bool stays a bool, a number a number...)."""
+    default = A1111_OPTION_DEFAULTS[key]
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int | float):
+        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, expected = isinstance(value, list), "a list"
+    else:
+        ok, expected = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise UserInputError(key, f"expected {expected} (A1111's default is {default!r}), got {value!r}")
+
+
 class Settings:
     """Flags + options + where they live. Options changes are saved atomically under a lock."""
 
-    def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None) -> None:
+    def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None,
+                 extension_flags: Mapping[str, object] | None = None) -> None:
         self.flags = flags
         self._options = options
         self._lock = threading.Lock()
         self.data_paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
         self.model_paths = ModelPaths(Path(flags.models_dir).expanduser().resolve())
         self.load_warnings: list[str] = list(load_warnings or [])
+        # Layers above core (the extension options registry) plug in here: checks see the changes before they are
+        # validated (and may raise a UserInputError naming the key); listeners see (before, after) once stored.
+        self.option_checks: list[Callable[[Mapping[str, object]], None]] = []
+        self.option_listeners: list[Callable[[Mapping[str, object], Mapping[str, object]], None]] = []
+        # Flags that extensions declare in their preload.py (A1111's ``preload(parser)``), parsed with Easel's.
+        self.extension_flags: dict[str, object] = dict(extension_flags or {})
 
     @property
     def options(self) -> Options:
         return self._options
 
+    @property
+    def limits(self) -> Limits:
+        """The resource limits of the launch flags."""
+        return Limits.from_flags(self.flags)
+
     @classmethod
-    def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-        flags = parse_cmd_flags(argv, environ)
+    def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
+             extend_parser: ParserExtension | None = None) -> Settings:
+        flags, extension_flags = parse_flags(argv, environ, extend_parser)
         paths = DataPaths(Path(flags.data_dir).expanduser().resolve())
         options, warnings = load_options(paths.config_file)
         if flags.ckpt:
             options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
-        return cls(flags, options, warnings)
+        return cls(flags, options, warnings, extension_flags)
 
     def update_options(self, changes: Mapping[str, object], *, save: bool = True) -> Options:
         """Validate and apply ``changes``; persist them atomically when ``save``."""
+        for check in self.option_checks:
+            check(changes)
         with self._lock:
-            updated = validate_option_changes(self._options, changes)
+            before = self._options
+            updated = validate_option_changes(before, changes)
             self._options = updated
             if save:
                 self.save()
-            return updated
+        old, new = before.model_dump(), updated.model_dump()
+        for listener in list(self.option_listeners):
+            try:
+                listener(old, new)
+            except Exception:  # one failing service must not make a saved change look failed
+                log.exception("applying the new options failed in %r", listener)
+        return updated
 
     def save(self) -> None:
         atomic_write_json(self.data_paths.config_file, self._options.model_dump(mode="json"))
 
 
 def load_options(config_file: Path) -> tuple[Options, list[str]]:
-    """Read ``config.json``. A corrupt or invalid file is moved aside (never deleted) and defaults are used."""
+    """Read ``config.json``. Keys with invalid values are left out (each reported by name, the file is not
+    rewritten, so the value is still there to fix), the valid ones kept, as A1111 does. A file that is not a JSON
+    object is moved aside (never deleted) and defaults are used."""
     if not config_file.exists():
         return Options(), []
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("config.json must hold a JSON object")
-        cleaned = {key: value for key, value in raw.items() if not (key not in Options.model_fields and value is None)}
-        return Options.model_validate(cleaned), []
-    except (ValueError, ValidationError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         aside = config_file.with_name(f"config.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         config_file.replace(aside)
         message = f"{config_file} could not be read ({exc.__class__.__name__}: {exc}); kept as {aside.name}"
         log.warning(message)
         return Options(), [message]
+    cleaned = {key: value for key, value in raw.items() if not (key not in Options.model_fields and value is None)}
+    warnings: list[str] = []
+    while True:
+        try:
+            return Options.model_validate(cleaned), warnings
+        except ValidationError as exc:
+            bad = {str(error["loc"][0]): str(error.get("msg", "invalid value")) for error in exc.errors()
+                   if error.get("loc")}
+            if not bad or not bad.keys() & cleaned.keys():  # an error no single key explains: start from defaults
+                message = f"{config_file}: invalid options ({exc.error_count()} errors); using defaults"
+                log.warning(message)
+                return Options(), [*warnings, message]
+            for key, reason in bad.items():
+                if key in cleaned:
+                    message = (f"{config_file}: option {key!r} ignored: {reason} (value {cleaned.pop(key)!r:.80}); "
+                               "the other options are kept")
+                    log.warning(message)
+                    warnings.append(message)

@@ -61,6 +61,18 @@ class StableDiffusionProcessing(ProcessingRun):
     def close(self) -> None:
         """A1111 frees the sampler here; nothing is held per run in Easel."""
 
+    @property  # type: ignore[override]
+    def sd_model(self) -> Any:
+        """The model in use as A1111 shows it (``p.sd_model.sd_checkpoint_info``, ``.is_sdxl``, the pipeline's
+        modules); core code reads the same object's ``info``/``pipe``/``family`` as on a ``LoadedModel``."""
+        from modules.extensions.a1111_models import model_view
+
+        return model_view(self.__dict__.get("_sd_model_loaded"))
+
+    @sd_model.setter
+    def sd_model(self, value: Any) -> None:
+        self.__dict__["_sd_model_loaded"] = getattr(value, "loaded_model", value)
+
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     _params_class = Txt2ImgParams
@@ -74,7 +86,9 @@ def adopt_run(run: ProcessingRun) -> None:
     """Give a service-built run the façade class matching its tab (same attributes, so this is safe)."""
     if type(run) is ProcessingRun:
         img2img = isinstance(run.params, Img2ImgParams)
+        loaded = run.__dict__.pop("sd_model", None)
         run.__class__ = StableDiffusionProcessingImg2Img if img2img else StableDiffusionProcessingTxt2Img
+        run.sd_model = loaded
 
 
 class Processed(ProcessedResult):
@@ -110,9 +124,6 @@ def _apply_overrides(p: Any) -> None:
     p.opts = validate_option_changes(p.opts, overrides)
     if "CLIP_stop_at_last_layers" in overrides:
         p.clip_skip = int(overrides["CLIP_stop_at_last_layers"])
-    if "sd_vae" in overrides:
-        value = overrides["sd_vae"]
-        p.sd_vae_name = None if value in ("Automatic", "None", None) else value
 
 
 def process_images(p: Any) -> ProcessedResult:

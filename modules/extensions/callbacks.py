@@ -76,6 +76,17 @@ class AfterCFGCallbackParams:
 
 
 @dataclass
+class BeforeTokenCounterParams:
+    """A1111's ``BeforeTokenCounterParams``: ``before_token_counter`` callbacks may rewrite ``prompt`` (e.g. strip
+    their own syntax) before the UI counts its tokens."""
+
+    prompt: str
+    steps: int
+    styles: list[str]
+    is_positive: bool = True
+
+
+@dataclass
 class ImageGridLoopParams:
     imgs: list[Any]
     cols: int
@@ -115,6 +126,11 @@ class CallbackRegistry:
             yield
         finally:
             self._loading.value = previous
+
+    def loading_owner(self) -> str | None:
+        """The extension whose script file is being executed on this thread, if any."""
+        current = getattr(self._loading, "value", None)
+        return str(current[1]) if current is not None else None
 
     def add(self, point: str, callback: Callable[..., Any], name: str | None = None) -> None:
         if point not in self._entries:
@@ -177,6 +193,17 @@ def _calling_file() -> str | None:
     return None
 
 
+class ExtraNoiseCallbacks:
+    """A processing hook running A1111's ``extra_noise`` callbacks (``img2img_extra_noise`` > 0 only, as A1111);
+    a callback may replace ``params.noise``."""
+
+    def __init__(self, registry: CallbackRegistry) -> None:
+        self.registry = registry
+
+    def extra_noise(self, run: Any, params: Any) -> None:
+        self.registry.call("extra_noise", params)
+
+
 class CfgCallbackHooks:
     """:class:`~modules.processing.engine.DenoiseHooks` that runs A1111's CFG callbacks at every step.
 
@@ -215,3 +242,30 @@ class CfgCallbackHooks:
         self.registry.call("cfg_after_cfg", params)
         if params.x is not state.noise_pred and params.x.shape == state.noise_pred.shape:
             state.noise_pred = params.x
+
+
+class ImageSaveCallbacks:
+    """An image store listener (:class:`~modules.processing.image_store.SaveListener`) running A1111's
+    ``before_image_saved`` and ``image_saved`` callbacks on every save: job samples, grids, extras, the UI's
+    Save button and ``modules.images.save_image``. ``p`` is the run that made the image (None outside a run);
+    ``pnginfo["parameters"]`` is the infotext, which a ``before_image_saved`` callback may change, as it may
+    replace ``image``. Changing ``filename`` has no effect: the store alone decides paths (they stay inside the
+    outputs folder)."""
+
+    def __init__(self, registry: Callable[[], CallbackRegistry]) -> None:
+        self.registry = registry
+
+    def before_save(self, event: Any) -> None:
+        registry = self.registry()
+        if not registry.has("before_image_saved"):
+            return
+        params = ImageSaveParams(event.image, event.context, str(event.path), {"parameters": event.infotext})
+        registry.call("before_image_saved", params)
+        event.image = params.image
+        event.infotext = (params.pnginfo or {}).get("parameters")
+
+    def after_save(self, event: Any) -> None:
+        registry = self.registry()
+        if registry.has("image_saved"):
+            registry.call("image_saved", ImageSaveParams(event.image, event.context, str(event.path),
+                                                         {"parameters": event.infotext}))

@@ -106,8 +106,7 @@ class FacadeServices(Protocol):
 class Binding:
     services: FacadeServices | None = None
     callbacks: CallbackRegistry = field(default_factory=CallbackRegistry)
-    option_infos: dict[str, Any] = field(default_factory=dict)  # key -> shared.OptionInfo (extension settings)
-    onchange: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+    options: Any = None  # modules.extensions.options.ExtensionOptions of the bound settings
     current_basedir: Path | None = None
     state_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -123,10 +122,15 @@ def bind(services: FacadeServices) -> Binding:
     Binding other services starts over (callbacks, extension options): they belonged to the previous ones.
     """
     if _BINDING.services is not services:
+        from modules.extensions.options import ExtensionOptions
+
         _BINDING.callbacks = CallbackRegistry()
-        _BINDING.option_infos = {}
-        _BINDING.onchange = {}
         _BINDING.state_overrides = {}
+        _BINDING.options = ExtensionOptions(services.settings)
+        settings = services.settings
+        if hasattr(settings, "option_checks"):
+            settings.option_checks.append(_BINDING.options.check)
+            settings.option_listeners.append(_BINDING.options.changed)
     _BINDING.services = services
     return _BINDING
 
@@ -141,8 +145,20 @@ def bound() -> FacadeServices:
     return _BINDING.services
 
 
+def facade() -> Any:
+    """The bound services, untyped: the A1111 adapters read the catalog, sampler registry... through it."""
+    return bound()
+
+
 def callbacks() -> CallbackRegistry:
     return _BINDING.callbacks
+
+
+def options() -> Any:
+    """The :class:`~modules.extensions.options.ExtensionOptions` registry of the bound settings."""
+    if _BINDING.options is None:
+        raise RuntimeError("the A1111 compatibility layer is not bound yet (Easel is still starting)")
+    return _BINDING.options
 
 
 @contextmanager

@@ -156,8 +156,22 @@ class InstallResult:
     output: str = ""
 
 
-def run_install_scripts(extensions: Iterable[Extension], *, allowed: bool, timeout: float = 600) -> list[InstallResult]:
-    """Run each enabled extension's ``install.py`` (only when ``allowed``); failures are reported, not raised."""
+def run_install_scripts(extensions: Iterable[Extension], *, allowed: bool, timeout: float = 600,
+                        launch_args: dict[str, object] | None = None) -> list[InstallResult]:
+    """Run each enabled extension's ``install.py`` (only when ``allowed``); failures are reported, not raised.
+
+    As in A1111 the script runs with the web UI's folder as working directory and first on ``PYTHONPATH``, so
+    ``import launch`` finds A1111's helpers (``launch.is_installed``, ``launch.run_pip`` ...); ``launch.args``
+    holds ``launch_args`` (the parsed flags).
+    """
+    import json
+    import os
+
+    from modules.core.paths import REPO_ROOT
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["EASEL_LAUNCH_ARGS"] = json.dumps(launch_args or {}, default=str)
     results = []
     for extension in extensions:
         script = extension.path / "install.py"
@@ -169,8 +183,8 @@ def run_install_scripts(extensions: Iterable[Extension], *, allowed: bool, timeo
             results.append(InstallResult(extension.name, False))
             continue
         try:
-            done = subprocess.run([sys.executable, str(script)], cwd=extension.path, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+            done = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=timeout, check=False, env=env)
             output = (done.stdout + done.stderr)[-4000:]
             if done.returncode:
                 log.error("extension %s: install.py exited with %d:\n%s", extension.name, done.returncode, output)

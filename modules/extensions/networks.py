@@ -260,7 +260,11 @@ def load_embedding(path: Path) -> EmbeddingFile:
 
         data: dict[str, Any] = dict(load_file(str(path)))
     else:
-        data = torch.load(str(path), map_location="cpu", weights_only=False)
+        try:  # tensors, dicts, numbers and strings only, as checkpoints and LoRA: no code runs while loading
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError or RuntimeError for refused objects
+            raise UserInputError("embedding", f"{path.name}: not loaded: it holds more than tensors, numbers and "
+                                              f"strings ({type(exc).__name__}); convert it to .safetensors") from exc
     step = sd_checkpoint = sd_checkpoint_name = None
     if isinstance(data, dict):
         step = data.get("step") if isinstance(data.get("step"), int) else None

@@ -138,7 +138,10 @@ class PromptFeatures:
         chosen: dict[str, tuple[LoraFile, float, float]] = {}
         for ref in refs:
             if ref.kind not in LORA_KINDS:
-                _warn(run, f"extra network kind {ref.kind!r} is not supported; {ref.tag} ignored")
+                from modules.extra_networks import extra_network_aliases, extra_network_registry
+
+                if ref.kind not in extra_network_registry and ref.kind not in extra_network_aliases:
+                    _warn(run, f"extra network kind {ref.kind!r} is not supported; {ref.tag} ignored")
                 continue
             if ref.name in chosen:
                 continue

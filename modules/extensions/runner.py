@@ -36,6 +36,7 @@ class ScriptError:
     where: str  # file, or "Title.method"
     message: str
     traceback: str = ""
+    incompatible: str | None = None  # the A1111 internal the extension needs, when that is why it failed
 
 
 @dataclass
@@ -69,9 +70,13 @@ def load_script_module(file: ScriptFile, errors: list[ScriptError]) -> ModuleTyp
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        from modules.extensions.incompatible import incompatibility
+
         sys.modules.pop(name, None)
-        message = f"{exc.__class__.__name__}: {exc}"
-        errors.append(ScriptError(file.owner, str(file.path), message, traceback.format_exc()))
+        refused = incompatibility(exc)
+        message = str(refused) if refused is not None else f"{exc.__class__.__name__}: {exc}"
+        errors.append(ScriptError(file.owner, str(file.path), message, traceback.format_exc(),
+                                  refused.module if refused is not None else None))
         log.error("extension %s: script %s failed to load: %s", file.owner, file.path.name, message)
         return None
     finally:
@@ -84,10 +89,12 @@ def load_script_module(file: ScriptFile, errors: list[ScriptError]) -> ModuleTyp
 
 
 def script_classes(module: ModuleType, file: ScriptFile) -> list[LoadedScriptClass]:
+    """Every ``Script`` subclass in the module's namespace, as A1111 registers them: defined there or imported
+    from a helper module. Bases that never define ``title()`` are skipped (they are not scripts)."""
     found = []
     for value in list(vars(module).values()):
-        if isinstance(value, type) and issubclass(value, Script) and value.__module__ == module.__name__ \
-                and not getattr(value, "setup_for_ui_only", False) and value is not Script:
+        if isinstance(value, type) and issubclass(value, Script) and value is not Script \
+                and not getattr(value, "setup_for_ui_only", False) and value.title is not Script.title:
             found.append(LoadedScriptClass(value, file, module))
     return found
 
@@ -231,6 +238,7 @@ class ScriptRunner:
             script = self.selectable_scripts[index]
             args[0] = index + 1
             _fill(args, script, script_args or [])
+            _validate(args, script, "script_args")
         for title, value in (alwayson or {}).items():
             script = self.script(title)
             if script is None:
@@ -242,7 +250,19 @@ class ScriptRunner:
             if not isinstance(given, (list, tuple)):
                 raise UserInputError(f"alwayson_scripts.{title}.args", "must be a list of positional arguments")
             _fill(args, script, given)
+            _validate(args, script, f"alwayson_scripts.{title}.args")
         return args
+
+    def check_args(self, args: Sequence[Any], request: Any, limits: Any,
+                   init_sizes: list[tuple[int, int]]) -> None:
+        """Run the ``check_args`` of the selected script and the always-on scripts the request uses."""
+        used = [self.selected_script(args)]
+        used += [self.script(title) for title in (getattr(request, "alwayson_scripts", None) or {})]
+        for script in used:
+            if script is None or script.api_args is None:
+                continue
+            declared = script.api_args.from_positional(_slice(args, script), _prefix(script))
+            script.check_args(declared, request, limits, init_sizes)
 
     def selected_script(self, args: Sequence[Any]) -> Script | None:
         index = args[0] if args else 0
@@ -292,6 +312,16 @@ def _fill(args: list[Any], script: Script, given: Sequence[Any]) -> None:
         args[start + offset] = value
 
 
+def _prefix(script: Script) -> str:
+    return f"alwayson_scripts.{script.title().lower()}.args" if script.alwayson else "script_args"
+
+
+def _validate(args: Sequence[Any], script: Script, field_prefix: str) -> None:
+    """Check a script's argument slice against its ``api_args`` declaration (422 naming index and name)."""
+    if script.api_args is not None:
+        script.api_args.from_positional(_slice(args, script), field_prefix)
+
+
 def _slice(args: Sequence[Any], script: Script) -> list[Any]:
     start, end = script.args_from or 1, script.args_to or 1
     return list(args[start:end])
@@ -312,8 +342,24 @@ class RunScriptHooks:
 
     def before_process_batch(self, run: Any, batch_number: int, prompts: list[str], seeds: list[int],
                              subseeds: list[int]) -> None:
+        """Scripts' ``before_process_batch``, then (A1111's order) extension extra networks are activated for
+        the batch's prompts and scripts' ``after_extra_networks_activate`` runs."""
+        from modules import extra_networks
+
         self.runner.run_alwayson("before_process_batch", run, batch_number=batch_number, prompts=prompts,
                                  seeds=seeds, subseeds=subseeds)
+        data: dict[str, Any] = {}
+        if extra_networks.extra_network_registry and not run.disable_extra_networks:
+            _, data = extra_networks.parse_prompts(list(prompts))
+            data = {kind: params for kind, params in data.items() if kind not in ("lora", "lyco")}
+            extra_networks.activate(run, data)
+            run.extra_network_data.setdefault("extensions_activated", True)
+        self.runner.run_alwayson("after_extra_networks_activate", run, batch_number=batch_number, prompts=prompts,
+                                 seeds=seeds, subseeds=subseeds, extra_network_data=data)
+
+    def before_sampling(self, run: Any, x: Any, noise: Any, c: Any, uc: Any) -> None:
+        """A1111's ``process_before_every_sampling(p, x=, noise=, c=, uc=)``: before each sampling pass."""
+        self.runner.run_alwayson("process_before_every_sampling", run, x=x, noise=noise, c=c, uc=uc)
 
     def process_batch(self, run: Any, batch_number: int, prompts: list[str], seeds: list[int],
                       subseeds: list[int]) -> None:
@@ -329,14 +375,34 @@ class RunScriptHooks:
     def postprocess_image(self, run: Any, image: Any) -> None:
         self.runner.run_alwayson("postprocess_image", run, image)
 
+    def postprocess_image_after_composite(self, run: Any, image: Any) -> None:
+        self.runner.run_alwayson("postprocess_image_after_composite", run, image)
+
+    def before_hr(self, run: Any) -> None:
+        self.runner.run_alwayson("before_hr", run)
+
+    def post_sample(self, run: Any, samples: Any) -> None:
+        self.runner.run_alwayson("post_sample", run, samples)
+
     def postprocess(self, run: Any, result: Any) -> None:
         self.runner.run_alwayson("postprocess", run, result)
+        if run.extra_network_data.pop("extensions_activated", False):
+            from modules import extra_networks
+
+            extra_networks.deactivate(run)
 
 
 def classes_from_files(files: Iterable[ScriptFile], errors: list[ScriptError]) -> list[LoadedScriptClass]:
+    """The script classes of ``files``; a class two files share (one imports it from the other, or both from a
+    helper module) is registered once, for the first file that has it."""
     loaded: list[LoadedScriptClass] = []
+    seen: set[type] = set()
     for file in files:
         module = load_script_module(file, errors)
-        if module is not None:
-            loaded.extend(script_classes(module, file))
+        if module is None:
+            continue
+        for found in script_classes(module, file):
+            if found.cls not in seen:
+                seen.add(found.cls)
+                loaded.append(found)
     return loaded

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.core.limits import Limits
 from modules.extensions import compat
 from modules.extensions.callbacks import CfgCallbackHooks
 from modules.extensions.discovery import (
@@ -35,14 +36,18 @@ class ScriptsService:
     extension_roots: list[Path]
     disabled: Callable[[], Iterable[str]] = lambda: ()
     allow_install: bool = False
+    launch_args: Callable[[], dict[str, Any]] = dict
     extensions: list[Extension] = field(default_factory=list)
     errors: list[ScriptError] = field(default_factory=list)
     runners: dict[bool, ScriptRunner] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    install_results: list[Any] = field(default_factory=list)
 
     def load(self) -> None:
         """Discover, (optionally) install, and load every script; reports problems, never raises."""
         self.extensions = discover_extensions(self.extension_roots, self.disabled())
-        run_install_scripts(self.extensions, allowed=self.allow_install)
+        self.install_results = run_install_scripts(self.extensions, allowed=self.allow_install,
+                                                   launch_args=self.launch_args())
         for extension in self.extensions:
             for problem in extension.problems:
                 log.warning("extension %s: %s", extension.name, problem)
@@ -87,14 +92,40 @@ class ScriptsService:
     def script_info(self) -> list[dict[str, Any]]:
         return [*self.runner(False).info(), *self.runner(True).info()]
 
-    def validate(self, params: Any) -> list[Any]:
-        """Raise ``UserInputError`` (422) for an unknown ``script_name`` or a bad ``alwayson_scripts`` entry."""
+    def validate(self, params: Any, *, limits: Any = None, init_sizes: list[tuple[int, int]] | None = None
+                 ) -> list[Any]:
+        """Raise ``UserInputError`` (422) for an unknown ``script_name``, a bad ``alwayson_scripts`` entry or a
+        script argument its declaration (``api_args``) or its ``check_args`` refuses; before queueing."""
         runner = self.runner(bool(getattr(params, "is_img2img", False)))
-        return runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        args = runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        runner.check_args(args, params, limits or self.limits, list(init_sizes or []))
+        return args
 
     def extensions_info(self) -> list[dict[str, Any]]:
         """``/sdapi/v1/extensions`` entries."""
         return [_extension_info(extension) for extension in self.extensions]
+
+    def extension_status(self) -> list[dict[str, Any]]:
+        """Per extension: ``status`` is ``disabled``, ``incompatible`` (it needs an A1111 internal that Easel's
+        diffusers core does not have; ``reason`` says which), ``error`` (a script failed to load) or ``ok``;
+        ``problems`` lists every load error and metadata problem."""
+        status = []
+        for extension in self.extensions:
+            errors = [error for error in self.errors if error.owner == extension.name]
+            refused = [error for error in errors if error.incompatible]
+            if not extension.enabled:
+                state, reason = "disabled", "disabled in settings"
+            elif refused:
+                state, reason = "incompatible", refused[0].message
+            elif errors:
+                state, reason = "error", errors[0].message
+            else:
+                state, reason = "ok", ""
+            status.append({"name": extension.name, "enabled": extension.enabled, "status": state, "reason": reason,
+                           "needs": sorted({error.incompatible for error in refused if error.incompatible}),
+                           "problems": [*extension.problems, *(f"{Path(error.where).name}: {error.message}"
+                                                               for error in errors)]})
+        return status
 
     # -- generation wiring -----------------------------------------------------------------------------------
     def customize(self, run: Any, params: Any) -> None:
@@ -104,10 +135,17 @@ class ScriptsService:
         adopt_run(run)
         runner = self.runner(bool(getattr(params, "is_img2img", False)))
         run.script_args = runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        # Again at run time: jobs the UI queues did not pass through the API's checks.
+        runner.check_args(run.script_args, params, self.limits,
+                          [image.size for image in getattr(run, "init_images", None) or []])
         run.scripts = runner
         if runner.alwayson_scripts:
             run.hooks.append(RunScriptHooks(runner))
         registry = compat.callbacks()
+        if registry.has("extra_noise"):
+            from modules.extensions.callbacks import ExtraNoiseCallbacks
+
+            run.hooks.append(ExtraNoiseCallbacks(registry))
         if any(registry.has(point) for point in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")):
             run.denoise_hooks.append(CfgCallbackHooks(registry))
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.core import cancellation
 from modules.core.errors import ModelLoadError
 from modules.faces.detection import FaceBox, FaceDetector
 from modules.upscalers.models import ModelFile, import_spandrel
@@ -142,6 +143,7 @@ class SpandrelFaceRestorer:
         call = FACE_ARCHITECTURES[descriptor.architecture.id]
         pixels = np.asarray(image, dtype=np.float32).copy()
         for box in boxes:
+            cancellation.checkpoint()  # one face is the unit of work a cancel waits for
             cut = box.crop_square(self.margin, image.width, image.height)
             region = pixels[cut.top:cut.bottom, cut.left:cut.right]
             restored = self._restore_face(descriptor.model, call, region, weight)

@@ -20,11 +20,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modules.core.errors import JobCancelled
 from modules.core.events import ProgressEvent
 from modules.jobs.models import Job
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class JobContext:
@@ -34,7 +37,7 @@ class JobContext:
     store, so no lock is needed except for the read-and-reset of skip.
     """
 
-    def __init__(self, job: Job, on_report: Callable[[JobContext, Any | None], None] | None = None) -> None:
+    def __init__(self, job: Job, on_report: Callable[[JobContext, Image.Image | None], None] | None = None) -> None:
         self.job = job
         self._on_report = on_report
         self.cancelled = False
@@ -95,7 +98,7 @@ class JobContext:
         *,
         batch_no: int = 0,
         batch_count: int = 1,
-        preview: Any | None = None,
+        preview: Image.Image | None = None,
         textinfo: str | None = None,
     ) -> None:
         """Record progress: ``step`` of ``total`` within image batch ``batch_no`` of ``batch_count``.

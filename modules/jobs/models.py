@@ -1,7 +1,9 @@
 """The job model: what a queued unit of work is, the events it emits, and the live progress view.
 
 ``Job`` is an immutable snapshot (a frozen pydantic model) so that it can be handed across threads and
-serialised by the API as is; the queue builds a fresh snapshot whenever state changes instead of mutating one.
+processes and serialised by the API as is; the queue builds a fresh snapshot whenever state changes instead of
+mutating one. It is the one description of the job record: the SQLite table (``modules.jobs.record``) and the
+API's job view (built on :class:`JobSummary`) are derived from its fields.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import re
 import uuid
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from modules.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-()]{1,64}$")
 """Client-chosen ids (A1111's ``force_task_id``, e.g. ``task(abc123)``) must match this."""
@@ -37,15 +42,20 @@ _FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLE
 FINISHED_STATUSES: frozenset[JobStatus] = _FINISHED
 
 
-class Job(BaseModel):
-    """Snapshot of one job. ``seq`` is the FIFO order: assigned by the store at submission, never reused."""
+JsonObject = dict[str, JsonValue]
+"""A job's payload and result: JSON objects, stored as text in SQLite."""
+
+RunnerResult = dict[str, object]
+"""What a runner returns: checked to be JSON (it becomes ``Job.result``) before the queue stores it."""
+
+
+class JobSummary(BaseModel):
+    """The fields of a job that clients see under the same name (the API's job view extends this class)."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
-    seq: int
-    kind: str
-    payload: dict[str, Any] = Field(default_factory=dict)
+    seq: int = Field(description="FIFO order: assigned by the store at submission, never reused")
     source: str = "api"
     status: JobStatus = JobStatus.QUEUED
     created_at: float
@@ -56,13 +66,22 @@ class Job(BaseModel):
     total_steps: int = 0
     batch_no: int = 0
     batch_count: int = 1
-    eta_seconds: float | None = None
     textinfo: str | None = None
     error: str | None = None
+    attempt: int = Field(0, description="1 for the first run, +1 each time a lost worker returned it to the queue")
+    worker: str | None = Field(None, description="the worker holding the job's lease (the last one that ran it)")
+
+
+class Job(JobSummary):
+    """Snapshot of one job: the one description of the job record (see the module doc)."""
+
+    kind: str
+    payload: JsonObject = Field(default_factory=dict)
+    eta_seconds: float | None = None
     # How the error reads over HTTP: {"status": 422, "name": "ValidationError", "field": "steps"}; None for
     # jobs that did not fail or were written before the queue kept it (their status is inferred from `error`).
-    error_info: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    error_info: JsonObject | None = None
+    result: JsonObject | None = None
 
     @property
     def finished(self) -> bool:
@@ -100,7 +119,7 @@ class JobEvent:
     batch_count: int
     eta_seconds: float | None
     textinfo: str | None = None
-    preview: Any | None = None
+    preview: Image.Image | None = None
     final: bool = False
     job: Job | None = None
 
@@ -127,7 +146,7 @@ class ProgressSnapshot:
     batch_no: int = 0
     batch_count: int = 0
     textinfo: str | None = None
-    preview: Any | None = None
+    preview: Image.Image | None = None
     preview_id: int = 0
     started_at: float | None = None
     pending_count: int = 0

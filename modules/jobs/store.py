@@ -1,18 +1,24 @@
 """Durable job state in SQLite (``queue.sqlite3`` in the data dir).
 
-One connection, guarded by a lock, in WAL mode: readers (API handlers) and the single writer (the worker) do
-not block each other for long, and every write is one transaction, so a crash leaves either the old or the new
-state, never a half-written row. ``synchronous=NORMAL`` is the WAL setting that survives an application crash;
-only an OS crash or power loss can drop the last committed transitions.
+One connection, guarded by a lock, in WAL mode: readers (API handlers) and the writers (the workers' driver
+threads) do not block each other for long, and every write is one transaction, so a crash leaves either the old
+or the new state, never a half-written row. ``synchronous=NORMAL`` is the WAL setting that survives an
+application crash; only an OS crash or power loss can drop the last committed transitions. The table is derived
+from the ``Job`` model (see ``modules.jobs.record``).
 
-Restart policy (applied in :meth:`JobStore.open`): a job left ``running`` by a server that stopped mid-job is
-marked ``failed`` with :data:`INTERRUPTED_MESSAGE` rather than re-queued, because a generation may have
-partly written outputs and re-running it silently could surprise a client that already gave up on it;
-``queued`` jobs stay queued and run again in their original FIFO order.
+Leases and attempts: :meth:`JobStore.claim` moves a queued job to ``running`` for one worker and numbers the run
+(``attempt`` 1, 2, ...); :meth:`JobStore.finish` writes a result only for the current attempt, so a late answer
+from a run that was given up on can never overwrite (or duplicate) the result of the run that replaced it.
+:meth:`JobStore.release` returns a leased job to the queue (its worker was lost): it keeps its ``seq``, so it is
+at the head of the FIFO again, and after ``max_attempts`` runs it fails with :data:`WORKER_LOST_MESSAGE`.
+
+Restart policy (applied in :meth:`JobStore.open`): a job left ``running`` by a server that stopped without
+finishing it (a crash, a kill) is released like a job of a lost worker: it runs again, as the next attempt, in
+its original FIFO place; ``queued`` jobs stay queued in their order.
 
 One process at a time: :meth:`JobStore.open` takes an advisory lock on ``<db>.lock`` (POSIX ``flock``; released
-by the OS if the process dies), because the restart policy would otherwise fail the job another live server is
-running. A second process that only needs a queue of its own (the CLI) uses ``JobStore(":memory:")``.
+by the OS if the process dies), because the restart policy would otherwise take back the job another live server
+is running. A second process that only needs a queue of its own (the CLI) uses ``JobStore(":memory:")``.
 
 Only status transitions and final results are written; progress is at most written now and then by the
 queue (see ``JobQueue(progress_persist_interval=...)``), never every sampler step.
@@ -21,81 +27,38 @@ queue (see ``JobQueue(progress_persist_interval=...)``), never every sampler ste
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 from modules.core.errors import UserInputError
-from modules.jobs.models import FINISHED_STATUSES, Job, JobStatus
+from modules.jobs import record
+from modules.jobs.models import FINISHED_STATUSES, Job, JobStatus, JsonObject
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_MESSAGE = "interrupted: server stopped while the job ran"
-INTERRUPTED_INFO: dict[str, object] = {"status": 503, "name": "Unavailable", "field": None}
-SCHEMA_VERSION = 2  # 2: error_info (the failed job's HTTP status, error name and field)
+INTERRUPTED_INFO: JsonObject = {"status": 503, "name": "Unavailable", "field": None}
+WORKER_LOST_MESSAGE = "worker lost: the job's worker stopped during each of its attempts"
+WORKER_LOST_INFO: JsonObject = {"status": 503, "name": "WorkerLost", "field": None}
+MAX_ATTEMPTS = 3
+SCHEMA_VERSION = 3  # 2: error_info; 3: attempt and worker (the lease)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    progress REAL NOT NULL DEFAULT 0,
-    step INTEGER NOT NULL DEFAULT 0,
-    total_steps INTEGER NOT NULL DEFAULT 0,
-    batch_no INTEGER NOT NULL DEFAULT 0,
-    batch_count INTEGER NOT NULL DEFAULT 1,
-    eta_seconds REAL,
-    textinfo TEXT,
-    error TEXT,
-    result TEXT,
-    error_info TEXT
-);
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_status_seq ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs (finished_at);
 """
-
-_COLUMNS = (
-    "seq, id, kind, source, status, payload, created_at, started_at, finished_at, progress, step, total_steps, "
-    "batch_no, batch_count, eta_seconds, textinfo, error, result, error_info"
-)
+_COLUMNS = record.SELECT_COLUMNS
 _FINISHED_SQL = "(" + ", ".join(f"'{status.value}'" for status in FINISHED_STATUSES) + ")"
+_PROGRESS_FIELDS = ("progress", "step", "total_steps", "batch_no", "batch_count", "eta_seconds", "textinfo")
+_FINAL_FIELDS = ("status", "started_at", "finished_at", *_PROGRESS_FIELDS, "error", "result", "error_info")
 
 PruneCallback = Callable[[Job], None]
-
-
-def _row_to_job(row: sqlite3.Row) -> Job:
-    return Job(
-        seq=row["seq"],
-        id=row["id"],
-        kind=row["kind"],
-        source=row["source"],
-        status=JobStatus(row["status"]),
-        payload=json.loads(row["payload"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        progress=row["progress"],
-        step=row["step"],
-        total_steps=row["total_steps"],
-        batch_no=row["batch_no"],
-        batch_count=row["batch_count"],
-        eta_seconds=row["eta_seconds"],
-        textinfo=row["textinfo"],
-        error=row["error"],
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        error_info=json.loads(row["error_info"]) if row["error_info"] is not None else None,
-    )
+_row_to_job = record.from_row
 
 
 class JobStore:
@@ -114,9 +77,13 @@ class JobStore:
         retention_seconds: float | None = None,
         on_prune: PruneCallback | None = None,
         exclusive: bool = True,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         if retention_count < 0:
             raise ValueError("retention_count must be >= 0")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.max_attempts = max_attempts
         self.path = Path(path)
         self.retention_count = retention_count
         self.retention_seconds = retention_seconds
@@ -124,11 +91,12 @@ class JobStore:
         self._lock = threading.RLock()
         self.exclusive = exclusive
         self._conn: sqlite3.Connection | None = None
-        self._lock_file: Any = None
+        self._lock_file: BinaryIO | None = None
         self.set_aside: Path | None = None
         """Where :meth:`open` moved an unreadable database, if it had to."""
         self.recovered: list[Job] = []
-        """Jobs that :meth:`open` found ``running`` and marked failed (for a start-up log line)."""
+        """Jobs that :meth:`open` found ``running`` and released (queued again, or failed after their last
+        attempt), as they are now (for a start-up log line)."""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -153,12 +121,12 @@ class JobStore:
                 self._release_process_lock()
                 raise
             self._conn = conn
-            self.recovered = self._recover_interrupted()
+            self.recovered = [self._release(job, now=time.time()) for job in self.list(JobStatus.RUNNING, limit=None)]
         if self.recovered:
             log.warning(
-                "%d job(s) were running when the server stopped and are now failed: %s",
+                "%d job(s) were running when the server stopped and go back to the queue: %s",
                 len(self.recovered),
-                ", ".join(job.id for job in self.recovered),
+                ", ".join(f"{job.id} ({job.status.value})" for job in self.recovered),
             )
         self.prune()
         return self
@@ -172,10 +140,11 @@ class JobStore:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} was written by a newer Easel (schema {version} > {SCHEMA_VERSION})")
-            conn.executescript(_SCHEMA)
+            conn.execute(record.CREATE_TABLE)
+            conn.executescript(_INDEXES)
             columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
-            if "error_info" not in columns:  # a schema-1 queue: its failed jobs keep message-only errors
-                conn.execute("ALTER TABLE jobs ADD COLUMN error_info TEXT")
+            for statement in record.missing_columns(columns):  # an older queue: its rows get the defaults
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
         except BaseException:
@@ -238,7 +207,7 @@ class JobStore:
             raise RuntimeError("JobStore is not open")
         return self._conn
 
-    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Iterable[record.SqlValue] = ()) -> sqlite3.Cursor:
         """One statement in its own transaction (BEGIN IMMEDIATE: take the write lock up front)."""
         with self._lock:
             db = self._db()
@@ -251,106 +220,81 @@ class JobStore:
             db.execute("COMMIT")
             return cursor
 
-    def _recover_interrupted(self) -> list[Job]:
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM jobs WHERE status = ? ORDER BY seq", (JobStatus.RUNNING.value,)
-                ).fetchall()
-                now = time.time()
-                db.execute(
-                    "UPDATE jobs SET status = ?, error = ?, error_info = ?, finished_at = ?, eta_seconds = NULL "
-                    "WHERE status = ?",
-                    (JobStatus.FAILED.value, INTERRUPTED_MESSAGE, json.dumps(INTERRUPTED_INFO), now,
-                     JobStatus.RUNNING.value),
-                )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        return [
-            _row_to_job(row).model_copy(
-                update={"status": JobStatus.FAILED, "error": INTERRUPTED_MESSAGE, "error_info": INTERRUPTED_INFO,
-                        "finished_at": now}
-            )
-            for row in rows
-        ]
+    def _update(self, job: Job, fields: Iterable[str], where: str, params: Iterable[record.SqlValue]) -> bool:
+        names = tuple(fields)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        cursor = self._write(f"UPDATE jobs SET {assignments} WHERE {where}", (*record.to_row(job, names), *params))
+        return cursor.rowcount == 1
 
     # -- writes ----------------------------------------------------------------------------------------------
 
-    def insert(self, job_id: str, kind: str, payload: dict[str, Any], *, source: str, id_field: str = "job_id") -> Job:
+    def insert(self, job_id: str, kind: str, payload: Mapping[str, object], *, source: str,
+               id_field: str = "job_id") -> Job:
         """Persist a new queued job and return it with its FIFO ``seq``. A duplicate id is a UserInputError."""
-        payload_json = json.dumps(payload, allow_nan=False)
-        created_at = time.time()
+        job = Job.model_validate({"id": job_id, "seq": 0, "kind": kind, "source": source, "payload": dict(payload),
+                                  "created_at": time.time()})
+        names = tuple(name for name in record.COLUMN_NAMES if name != "seq")
         try:
             cursor = self._write(
-                "INSERT INTO jobs (id, kind, source, status, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, kind, source, JobStatus.QUEUED.value, payload_json, created_at),
+                f"INSERT INTO jobs ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                record.to_row(job, names),
             )
         except sqlite3.IntegrityError as exc:
             raise UserInputError(id_field, f"a job with id {job_id!r} already exists") from exc
         seq = cursor.lastrowid
         assert seq is not None
-        return Job(id=job_id, seq=seq, kind=kind, source=source, payload=payload, created_at=created_at)
+        return job.model_copy(update={"seq": seq})
 
-    def mark_running(self, job_id: str, started_at: float) -> bool:
-        """queued -> running; False if the job is no longer queued (cancelled meanwhile)."""
-        cursor = self._write(
-            "UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = ?",
-            (JobStatus.RUNNING.value, started_at, job_id, JobStatus.QUEUED.value),
-        )
-        return cursor.rowcount == 1
+    def claim(self, job: Job, worker: str, started_at: float) -> Job | None:
+        """queued -> running under ``worker``'s lease, as the next attempt; None if the job is no longer queued."""
+        claimed = job.model_copy(update={"status": JobStatus.RUNNING, "started_at": started_at, "worker": worker,
+                                         "attempt": job.attempt + 1})
+        ok = self._update(claimed, ("status", "started_at", "worker", "attempt"),
+                          "id = ? AND status = ? AND attempt = ?", (job.id, JobStatus.QUEUED.value, job.attempt))
+        return claimed if ok else None
 
     def save_progress(self, job: Job) -> None:
-        """Occasional progress checkpoint of a running job (never on every step)."""
-        self._write(
-            "UPDATE jobs SET progress = ?, step = ?, total_steps = ?, batch_no = ?, batch_count = ?, "
-            "eta_seconds = ?, textinfo = ? WHERE id = ? AND status = ?",
-            (
-                job.progress,
-                job.step,
-                job.total_steps,
-                job.batch_no,
-                job.batch_count,
-                job.eta_seconds,
-                job.textinfo,
-                job.id,
-                JobStatus.RUNNING.value,
-            ),
-        )
+        """Occasional progress checkpoint of a running job (never on every step); only for its current attempt."""
+        self._update(job, _PROGRESS_FIELDS, "id = ? AND status = ? AND attempt = ?",
+                     (job.id, JobStatus.RUNNING.value, job.attempt))
 
     def finish(self, job: Job) -> bool:
-        """Write the terminal state of a queued or running job (its final status, error, result, progress).
+        """Write the terminal state of a queued job, or of the current attempt of a running one (see ``claim``).
 
-        Returns False when the job was already finished (a second writer lost the race).
+        Returns False when the job was already finished (a second writer lost the race) or when ``job`` is a
+        run that was given up on (its ``attempt`` is no longer the job's): a job is never finished twice.
         """
         if not job.status.finished:
             raise ValueError(f"finish() needs a terminal status, got {job.status.value}")
-        result_json = json.dumps(job.result, allow_nan=False) if job.result is not None else None
-        cursor = self._write(
-            "UPDATE jobs SET status = ?, started_at = ?, finished_at = ?, progress = ?, step = ?, total_steps = ?, "
-            "batch_no = ?, batch_count = ?, eta_seconds = ?, textinfo = ?, error = ?, result = ?, error_info = ? "
-            f"WHERE id = ? AND status NOT IN {_FINISHED_SQL}",
-            (
-                job.status.value,
-                job.started_at,
-                job.finished_at,
-                job.progress,
-                job.step,
-                job.total_steps,
-                job.batch_no,
-                job.batch_count,
-                job.eta_seconds,
-                job.textinfo,
-                job.error,
-                result_json,
-                json.dumps(job.error_info) if job.error_info is not None else None,
-                job.id,
-            ),
-        )
-        return cursor.rowcount == 1
+        # A run's end (started_at set by claim) needs that run to hold the lease still; a queued job's end (a
+        # cancel before it ran again) needs it to be still queued.
+        expected = JobStatus.QUEUED if job.started_at is None else JobStatus.RUNNING
+        return self._update(job, _FINAL_FIELDS, "id = ? AND attempt = ? AND status = ?",
+                            (job.id, job.attempt, expected.value))
+
+    def release(self, job: Job, reason: str) -> Job | None:
+        """Take the lease back from a lost worker: the job is queued again at its FIFO place (its ``seq``), or
+        fails with :data:`WORKER_LOST_MESSAGE` after ``max_attempts`` runs. None if ``job`` is not the current
+        attempt of a running job (already released, finished or cancelled)."""
+        with self._lock:
+            current = self.get(job.id)
+            if current is None or current.status is not JobStatus.RUNNING or current.attempt != job.attempt:
+                return None
+            log.warning("job %s lost its worker %s on attempt %d: %s", job.id, job.worker, job.attempt, reason)
+            return self._release(current, now=time.time())
+
+    def _release(self, job: Job, *, now: float) -> Job:
+        if job.attempt >= self.max_attempts:
+            released = job.model_copy(update={"status": JobStatus.FAILED, "error": WORKER_LOST_MESSAGE,
+                                              "error_info": dict(WORKER_LOST_INFO), "finished_at": now,
+                                              "eta_seconds": None})
+            self._update(released, _FINAL_FIELDS, "id = ? AND attempt = ?", (job.id, job.attempt))
+        else:
+            released = job.model_copy(update={"status": JobStatus.QUEUED, "started_at": None, "progress": 0.0,
+                                              "step": 0, "eta_seconds": None})
+            self._update(released, ("status", "started_at", *_PROGRESS_FIELDS), "id = ? AND attempt = ?",
+                         (job.id, job.attempt))
+        return released
 
     def prune(self, now: float | None = None) -> list[Job]:
         """Apply the retention limits to finished jobs; returns (and reports to ``on_prune``) what was deleted."""
@@ -406,7 +350,7 @@ class JobStore:
     ) -> builtins.list[Job]:
         """Jobs in FIFO order (``seq``), or newest first; optionally only some statuses."""
         where = ""
-        params: builtins.list[Any] = []
+        params: builtins.list[record.SqlValue] = []
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)  # JobStatus is a str too
             where = "WHERE status IN (" + ", ".join("?" for _ in statuses) + ")"

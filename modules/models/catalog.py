@@ -179,16 +179,23 @@ class CheckpointCatalog:
                     return entry
         return None
 
-    def check(self, name: str, field: str, *, allow_path: bool = False) -> None:
+    def check(self, name: str, field: str, *, allow_path: bool = False, allow_pickle: bool = False) -> None:
         """Refuse (422 naming ``field``) a checkpoint this catalog does not know, rescanning once first: it may
-        have just been copied in. ``allow_path`` also accepts an existing file or folder anywhere (scripts may
-        name one; requests may not)."""
-        if self.find(name) is not None or (allow_path and Path(name).exists()):
+        have just been copied in; and a pickle checkpoint unless ``allow_pickle`` (both would fail every later job
+        if they were accepted). ``allow_path`` also accepts an existing file or folder anywhere (scripts may name
+        one; requests may not)."""
+        entry = self.find(name)
+        if entry is None and allow_path and Path(name).exists():
             return
-        self.refresh()
-        if self.find(name) is None:
+        if entry is None:
+            self.refresh()
+            entry = self.find(name)
+        if entry is None:
             available = ", ".join(entry.title for entry in self.entries) or f"none (put models in {self.folder})"
             raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+        if entry.is_pickle and not allow_pickle:
+            raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
+                                        "(pickle files can run code when loaded); convert it to .safetensors")
 
     def get(self, query: str, field: str = "sd_model_checkpoint") -> CheckpointInfo:
         entry = self.find(query)

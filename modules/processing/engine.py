@@ -12,12 +12,14 @@ guards that. Everything else (components, schedulers, VAE, image processing) is 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
+from modules.core import cancellation
 from modules.core.errors import JobCancelled
 
 
@@ -238,17 +240,56 @@ def _blend_known_region(scheduler: Any, inpaint: InpaintSetup, latents: torch.Te
     return (1 - inpaint.mask) * known + inpaint.mask * latents
 
 
+VAE_TILE_ABOVE_PIXELS = 1536 * 1536
+"""Images larger than this (in pixels) are VAE-encoded/decoded in diffusers' overlapping tiles: memory is bounded
+by the tile, and one tile is the unit of work between two stop checks. Smaller ones take diffusers' exact path."""
+
+
+@contextmanager
+def vae_work_units(vae: Any, pixels: int) -> Iterator[None]:
+    """For one VAE call: a stop check before every encoder/decoder block (a cancel reaches the inside of a long
+    encode or decode within one block of one tile) and tiling above :data:`VAE_TILE_ABOVE_PIXELS`. Undone on exit.
+    """
+    handles: list[Any] = []
+    if cancellation.bound():
+        for part in (getattr(vae, "encoder", None), getattr(vae, "decoder", None)):
+            if not isinstance(part, torch.nn.Module):
+                continue
+            blocks = [*getattr(part, "down_blocks", ()), *getattr(part, "up_blocks", ()),
+                      getattr(part, "mid_block", None)]
+            handles.extend(block.register_forward_pre_hook(_stop_check) for block in blocks
+                           if isinstance(block, torch.nn.Module))
+    tiled = (pixels > VAE_TILE_ABOVE_PIXELS and callable(getattr(vae, "enable_tiling", None))
+             and getattr(vae, "use_tiling", None) is False)
+    if tiled:
+        vae.enable_tiling()
+    try:
+        yield
+    finally:
+        if tiled:
+            vae.disable_tiling()
+        for handle in handles:
+            handle.remove()
+
+
+def _stop_check(module: Any, args: Any) -> None:
+    cancellation.checkpoint()
+
+
 def decode_latents(vae: Any, image_processor: Any, latents: torch.Tensor,
                    generator: torch.Generator | list[torch.Generator] | None = None) -> list[Any]:
     """VAE-decode latents to PIL images exactly as diffusers' pipelines do (with an fp32 retry on NaNs)."""
-    decoded = _vae_decode(vae, latents, generator)
-    if torch.isnan(decoded).any() and vae.dtype != torch.float32:
-        original = vae.dtype
-        vae.to(torch.float32)
-        try:
-            decoded = _vae_decode(vae, latents.to(torch.float32), generator)
-        finally:
-            vae.to(original)
+    scale = 2 ** (len(getattr(vae.config, "block_out_channels", (0, 0, 0, 0))) - 1)
+    pixels = latents.shape[-1] * latents.shape[-2] * scale * scale
+    with vae_work_units(vae, pixels):
+        decoded = _vae_decode(vae, latents, generator)
+        if torch.isnan(decoded).any() and vae.dtype != torch.float32:
+            original = vae.dtype
+            vae.to(torch.float32)
+            try:
+                decoded = _vae_decode(vae, latents.to(torch.float32), generator)
+            finally:
+                vae.to(original)
     return image_processor.postprocess(decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0])
 
 
@@ -263,9 +304,10 @@ def _vae_decode(vae: Any, latents: torch.Tensor, generator: Any) -> torch.Tensor
 def encode_images(vae: Any, pixels: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """VAE-encode preprocessed pixels (batch, 3, h, w in -1..1) to scaled latents, sampling per image."""
     latents = []
-    for index in range(pixels.shape[0]):
-        dist = vae.encode(pixels[index:index + 1].to(vae.dtype)).latent_dist
-        latents.append(dist.sample(generators[index % len(generators)]))
+    with vae_work_units(vae, pixels.shape[-1] * pixels.shape[-2]):
+        for index in range(pixels.shape[0]):
+            dist = vae.encode(pixels[index:index + 1].to(vae.dtype)).latent_dist
+            latents.append(dist.sample(generators[index % len(generators)]))
     result = torch.cat(latents)
     shift = getattr(vae.config, "shift_factor", None)
     if shift:

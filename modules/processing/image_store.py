@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date as date_type
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -70,6 +70,24 @@ class OutputEntry:
     mtime: float
 
 
+@dataclass
+class SaveEvent:
+    """One image being saved: ``before_save`` may replace ``image`` and ``infotext``; ``path`` is where it is
+    about to go (the final path in ``after_save``)."""
+
+    image: Image.Image
+    infotext: str | None
+    kind: str
+    context: object
+    path: Path
+
+
+class SaveListener(Protocol):
+    def before_save(self, event: SaveEvent) -> None: ...
+
+    def after_save(self, event: SaveEvent) -> None: ...
+
+
 class ImageStore:
     """Saves generated images under the outputs root in A1111's layout and serves them back safely.
 
@@ -89,6 +107,8 @@ class ImageStore:
         self._options = options
         self._clock = clock
         self._lock = threading.Lock()
+        self.listeners: list[SaveListener] = []
+        """Told about every save (A1111's ``before_image_saved``/``image_saved`` callbacks are one listener)."""
 
     def _option(self, name: str, default: Any) -> Any:
         opts = self._options() if self._options is not None else None
@@ -116,6 +136,7 @@ class ImageStore:
         save_to_dirs: bool | None = None,
         jpeg_quality: int | None = None,
         extra: Mapping[str, object] | None = None,
+        context: object = None,
     ) -> Path:
         """Write ``image`` as ``<outputs>/<kind dir>/<dir pattern>/NNNNN-<filename pattern>.<fmt>``; return its path.
 
@@ -123,6 +144,8 @@ class ImageStore:
         ``samples_filename_pattern``, ``directories_filename_pattern``, ``save_to_dirs``, ``jpeg_quality``,
         ``enable_pnginfo``), then from A1111's defaults. Grids are named ``grid-NNNN`` unless a filename pattern
         is passed. ``extra`` feeds pattern tags (steps, cfg, sampler, model_name, batch_number, ...).
+        ``context`` (the run that made the image, if any) is handed to the :attr:`listeners`; they may replace
+        the image and the infotext before it is written.
         """
         is_grid = kind.endswith("-grids")
         base = self.kind_dir(kind)
@@ -163,7 +186,11 @@ class ImageStore:
             )
         extension = "jpg" if image_format == "JPEG" else fmt
         suffix = f"-{decoration}.{extension}" if decoration else f".{extension}"
-        data = embed_infotext(image, infotext, fmt, quality)
+        event = SaveEvent(image=image, infotext=infotext, kind=kind, context=context,
+                          path=directory / f"{prefix}{_next_sequence_number(directory, prefix):0{digits}d}{suffix}")
+        for listener in self.listeners:
+            listener.before_save(event)
+        data = embed_infotext(event.image, event.infotext, fmt, quality)
 
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
@@ -173,6 +200,9 @@ class ImageStore:
             start = _next_sequence_number(directory, prefix)
             path, _ = write_new_file(directory, data, lambda n: f"{prefix}{n:0{digits}d}{suffix}", start)
         logger.debug("saved %s", path)
+        event.path = path
+        for listener in self.listeners:
+            listener.after_save(event)
         return path
 
     def list_outputs(self, kind: str | None = None, date: str | date_type | None = None) -> list[OutputEntry]:

@@ -8,6 +8,7 @@ conditioning, noise, denoise, decode, ``postprocess_batch``, per image ``postpro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from modules.core import cancellation
 from modules.core.errors import JobCancelled, UserInputError
+from modules.models.vae import VaeService
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
@@ -51,12 +54,40 @@ class ProcessingHooks(Protocol):
 
     def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None: ...
 
+    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
+        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
+
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
 
 @dataclass
 class ImageHolder:
     """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
 
     image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
+
+
+@dataclass
+class ExtraNoise:
+    """A1111's ``ExtraNoiseParams``: ``noise`` (replaceable), the init latents ``x`` and the noised ones ``xi``."""
+
+    noise: torch.Tensor
+    x: torch.Tensor
+    xi: torch.Tensor
 
 
 @dataclass
@@ -88,6 +119,8 @@ class Processor:
     """Run when the run ends, successful or not: undo per-run weight patches (LoRA, tiling...)."""
     upscalers: hires.PixelUpscalers | None = None
     """Pixel upscalers for hires fix (the upscaler service); None = the built-in resamplers."""
+    vaes: VaeService | None = None
+    """External VAEs (``sd_vae``): swapped into the model for the run; None = always the checkpoint's own."""
     face_restoration: FaceRestoration | None = None
     """The face restorer service's ``restore_run_images``; None = no face restoration on this install (runs asking
     get a warning)."""
@@ -95,6 +128,8 @@ class Processor:
     """Seamless tiling (``run.tiling``): circular padding on the run's UNet and VAE, undone when the run ends."""
 
     def process(self, run: ProcessingRun, control: StepControl | None = None) -> ProcessedResult:
+        # A cancelled job never starts another run: a script's loop calling process_images ends here at once.
+        cancellation.check_abort()
         control = control or StepControl()
         hooks = run.hooks
         _call(hooks, "before_process", run)
@@ -102,16 +137,15 @@ class Processor:
         run.sd_model = model
         run.sd_model_name = model.info.model_name
         run.sd_model_hash = model.hash
-        if run.sd_vae_name is None:
-            run.sd_vae_name = None if run.opts.sd_vae in ("Automatic", "None") else run.opts.sd_vae
         try:
-            for preprocess in self.prompt_preprocessors:
-                preprocess(run)
-            self.tiling.apply(run)
-            self._plan_prompts_and_seeds(run)
-            _call(hooks, "process", run)
-            with torch.no_grad():
-                return self._process_batches(run, model, control)
+            with self.vaes.applied(run, model) if self.vaes is not None else contextlib.nullcontext():
+                for preprocess in self.prompt_preprocessors:
+                    preprocess(run)
+                self.tiling.apply(run)  # after the VAE swap: the VAE that decodes is the one tiled
+                self._plan_prompts_and_seeds(run)
+                _call(hooks, "process", run)
+                with torch.no_grad():
+                    return self._process_batches(run, model, control)
         finally:
             self.tiling.finish(run)
             if hires.switches_checkpoint(run):
@@ -166,8 +200,16 @@ class Processor:
         plan = self._seed_plan(run)
         conditioner = TextConditioner(pipe, clip_skip=run.clip_skip, emphasis=run.opts.emphasis,
                                       embeddings=run.extra_network_data.get("embeddings"))
-        init_state = self._prepare_init_images(run, model) if run.is_img2img else None
+        init_state: InitState | None = None
+        try:
+            if run.is_img2img and not control.should_stop():
+                init_state = self._prepare_init_images(run, model)
+        except JobCancelled:  # stopped inside the VAE encode of the init images
+            interrupted = True
         for iteration in range(run.n_iter):
+            if interrupted or control.should_stop():  # A1111: an interrupted run starts no further batch
+                interrupted = True
+                break
             run.iteration = iteration
             if iteration > 0 and hires.switches_checkpoint(run):
                 current = self._reload_main_model(run)
@@ -204,6 +246,7 @@ class Processor:
                 run.batch_index = offset
                 holder = ImageHolder(image)
                 _call(hooks, "postprocess_image", run, holder)
+                _call(hooks, "postprocess_image_after_composite", run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -218,7 +261,8 @@ class Processor:
         result = ProcessedResult(
             run=run, images=images, infotexts=infotexts, all_prompts=list(run.all_prompts),
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
-            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted)
+            all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
+            describe=self.infotext)
         _call(hooks, "postprocess", run, result)
         return result
 
@@ -248,6 +292,7 @@ class Processor:
             if timesteps:
                 first = timesteps[0].repeat(len(indices))
                 latents = scheduler.add_noise(init_latents, noise * run.initial_noise_multiplier, first)
+                latents = self._extra_noise(run, noise, init_latents, latents)
             else:
                 latents = init_latents
             if init_state.latent_mask is not None:
@@ -264,6 +309,7 @@ class Processor:
         added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
+        _call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
@@ -279,6 +325,9 @@ class Processor:
                 negatives, latents, control))
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
+        samples = SampledLatents(latents)
+        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
         if run.restore_faces:  # A1111: on the decoded pixels, before the inpaint overlay puts the unmasked back
@@ -287,6 +336,18 @@ class Processor:
         if init_state is not None:
             images = [init_state.finish(image) for image in images]
         return images, warnings
+
+    @staticmethod
+    def _extra_noise(run: ProcessingRun, noise: torch.Tensor, init: torch.Tensor, noised: torch.Tensor) -> torch.Tensor:
+        """A1111's ``img2img_extra_noise`` option: more of the same noise on the noised init latents; hooks'
+        ``extra_noise`` (A1111's callback of that name) may replace the noise first."""
+        strength = float(getattr(run.opts, "img2img_extra_noise", 0.0) or 0.0)
+        if strength <= 0:
+            return noised
+        run.extra_generation_params["Extra noise"] = strength
+        params = ExtraNoise(noise, init, noised)
+        _call(run.hooks, "extra_noise", run, params)
+        return noised + params.noise * strength
 
     def _restore_faces(self, run: ProcessingRun, images: list[Image.Image]) -> tuple[list[Image.Image], list[str]]:
         if self.face_restoration is None:
@@ -312,7 +373,8 @@ class Processor:
             "Size": f"{run.width}x{run.height}",
             "Model hash": run.sd_model_hash if opts.add_model_hash_to_info else None,
             "Model": run.sd_model_name if opts.add_model_name_to_info else None,
-            "VAE": run.sd_vae_name,
+            "VAE hash": run.sd_vae_hash if opts.add_vae_hash_to_info else None,
+            "VAE": run.sd_vae_name if opts.add_vae_name_to_info else None,
             "Variation seed": run.all_subseeds[index] if run.subseed_strength > 0 else None,
             "Variation seed strength": _number(run.subseed_strength) if run.subseed_strength > 0 else None,
             "Seed resize from": (f"{run.seed_resize_from_w}x{run.seed_resize_from_h}"
@@ -375,6 +437,7 @@ def _fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     result = pixels.copy()
     for radius in (256, 64, 16, 4, 2):
+        cancellation.checkpoint()
         weight_img = Image.fromarray((keep[..., 0] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
         colour_img = Image.fromarray((pixels * keep).clip(0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(radius))
@@ -419,6 +482,7 @@ class InitState:
                     mask = mask.crop(crop_box)
         images = []
         for image in originals:
+            cancellation.checkpoint()  # large init images: each resize is a unit of work a cancel waits for
             if crop_box is not None:
                 image = image.crop(crop_box).resize((width, height), Image.Resampling.LANCZOS)
             else:

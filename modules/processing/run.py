@@ -190,6 +190,18 @@ class ProcessedResult:
     saved_paths: list[str] = field(default_factory=list)
     interrupted: bool = False
     comments: str = ""
+    describe: Callable[[ProcessingRun, int], str] | None = field(default=None, repr=False)
+    """Builds the infotext of image ``index`` of a run (the processor's infotext writer)."""
+
+    def infotext(self, p: ProcessingRun, index: int) -> str:
+        """A1111's ``Processed.infotext(p, index)``: image ``index``'s infotext, written from ``p`` as it is now
+        (extension values added after the run included); the stored text when no writer is attached."""
+        if self.describe is not None and p.all_seeds:
+            return self.describe(p, max(0, min(index, len(p.all_seeds) - 1)))
+        position = index + self.index_of_first_image
+        if 0 <= position < len(self.infotexts):
+            return self.infotexts[position]
+        return self.infotexts[-1] if self.infotexts else ""
 
     @property
     def seed(self) -> int:

@@ -19,19 +19,18 @@ from typing import Any
 
 from modules.core.errors import UserInputError
 from modules.core.settings import Options, Settings, validate_option_changes
+from modules.models.vae import VaeService
 from modules.processing import hires
 from modules.processing.engine import StepControl
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.image_metadata import embed_infotext
 from modules.processing.image_store import ImageStore
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams, check_limits
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 
 log = logging.getLogger(__name__)
-
-PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 
 RunCustomizer = Callable[[ProcessingRun, GenerationParams], None]
 """Called after a run is built and before it is processed: script runners attach their hooks here."""
@@ -51,11 +50,17 @@ class GenerationService:
     customizers: list[RunCustomizer] = field(default_factory=list)
     executors: list[RunExecutor] = field(default_factory=list)
     extra_hooks: list[ProcessingHooks] = field(default_factory=list)
+    #: Progress text sources read on each step (the execution setup says which backend runs, and a background
+    #: export while it lasts); the non-empty ones are joined into the job's ``textinfo``.
+    status_texts: list[Callable[[], str | None]] = field(default_factory=list)
     processor: Processor = field(init=False)
+    vaes: VaeService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.vaes = VaeService(self.settings.model_paths.vae, self.manager.catalog.folder,
+                               allow_pickle=self.settings.flags.allow_pickle)
         self.processor = Processor(samplers=self.samplers, model_provider=self._model_for,
-                                   save_image=self._save_sample)
+                                   save_image=self._save_sample, vaes=self.vaes)
 
     # -- the job runner ---------------------------------------------------------------------------------------
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
@@ -63,8 +68,8 @@ class GenerationService:
         if params_cls is None:
             raise UserInputError("kind", f"unknown job kind {job.kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
         params = params_cls.model_validate(job.payload)
-        result = self.generate(params, control=_control_for(ctx, self.settings),
-                               save_samples=bool(job.payload.get("_save_samples", params.save_images)))
+        result = self.generate(params, control=_control_for(ctx, self.settings, self.status_texts),
+                               save_samples=params.save_images)
         return self.store_result(job.id, result)
 
     def generate(self, params: GenerationParams, *, control: StepControl | None = None,
@@ -95,14 +100,16 @@ class GenerationService:
         return validate_option_changes(self.settings.options, changes) if changes else self.settings.options
 
     def build_run(self, params: GenerationParams, options: Options) -> ProcessingRun:
+        check_limits(params, self.settings.limits)  # again here: the UI's jobs skip the API's checks
         run = ProcessingRun(params, options)
         if isinstance(params, Img2ImgParams):
             if not params.init_images:
                 raise UserInputError("init_images", "img2img needs at least one init image (base64)")
-            run.init_images = [decode_base64_image(image, f"init_images[{index}]")
+            max_pixels = self.settings.limits.max_image_pixels
+            run.init_images = [decode_base64_image(image, f"init_images[{index}]", max_pixels)
                                for index, image in enumerate(params.init_images)]
             if params.mask:
-                run.image_mask = decode_base64_image(params.mask, "mask")
+                run.image_mask = decode_base64_image(params.mask, "mask", max_pixels)
         return run
 
     def _model_for(self, run: ProcessingRun) -> Any:
@@ -127,7 +134,8 @@ class GenerationService:
             extra={"steps": run.steps, "cfg": run.cfg_scale, "width": run.width, "height": run.height,
                    "sampler": run.sampler_name, "model_name": run.sd_model_name, "model_hash": run.sd_model_hash,
                    "job_timestamp": run.job_timestamp, "all_seeds": run.all_seeds,
-                   "batch_number": run.batch_index, "generation_number": request.index})
+                   "batch_number": run.batch_index, "generation_number": request.index},
+            context=run)
         return str(path)
 
     def store_result(self, job_id: str, result: ProcessedResult) -> dict[str, Any]:
@@ -163,7 +171,8 @@ class GenerationService:
         shutil.rmtree(self.results_root / job.id, ignore_errors=True)
 
 
-def _control_for(ctx: Any, settings: Settings) -> StepControl:
+def _control_for(ctx: Any, settings: Settings,
+                 status_texts: list[Callable[[], str | None]] | None = None) -> StepControl:
     """Bind the engine's step callbacks to a job context: progress, live previews, interrupt and skip."""
     from modules.processing.preview import PreviewMaker
 
@@ -171,6 +180,7 @@ def _control_for(ctx: Any, settings: Settings) -> StepControl:
 
     def on_step(step: int, total: int, latents: Any) -> None:
         preview = previews.maybe(step, total, latents)
-        ctx.report(step, total, preview=preview)
+        texts = [text for text in (source() for source in status_texts or ()) if text]
+        ctx.report(step, total, preview=preview, textinfo="; ".join(texts) if texts else None)
 
     return StepControl(on_step=on_step, should_stop=ctx.should_stop, consume_skip=ctx.consume_skip)

@@ -63,6 +63,7 @@ class StyleStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._styles: dict[str, PromptStyle] = {}
+        self.warning: str | None = None  # what the last read had to work around, naming the file
 
     @classmethod
     def load(cls, path: Path) -> StyleStore:
@@ -71,18 +72,43 @@ class StyleStore:
         return store
 
     def reload(self) -> None:
+        """Read the file. One that is not UTF-8 (a spreadsheet saved it in the Windows code page) is read as
+        cp1252, else Latin-1, with a warning naming the file; one that is not CSV leaves no styles and a warning.
+        Neither stops the warm-up or a generation."""
         styles: dict[str, PromptStyle] = {}
+        self.warning = None
         if self.path.is_file():
-            text = self.path.read_text(encoding="utf-8-sig")
-            for row in csv.DictReader(io.StringIO(text)):
-                name = (row.get("name") or "").strip()
-                if not name:
-                    continue
-                prompt = row.get("prompt")
-                if prompt is None:
-                    prompt = row.get("text") or ""
-                styles[name] = PromptStyle(name, prompt, row.get("negative_prompt") or "")
+            text = self._read_text()
+            try:
+                for row in csv.DictReader(io.StringIO(text)):
+                    name = (row.get("name") or "").strip()
+                    if not name:
+                        continue
+                    prompt = row.get("prompt")
+                    if prompt is None:
+                        prompt = row.get("text") or ""
+                    styles[name] = PromptStyle(name, prompt, row.get("negative_prompt") or "")
+            except csv.Error as exc:
+                self.warning = f"{self.path}: not a valid styles CSV ({exc}); no styles loaded from it"
+                log.warning(self.warning)
+                styles = {}
         self._styles = styles
+
+    def _read_text(self) -> str:
+        data = self.path.read_bytes()
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            for encoding in ("cp1252", "latin-1"):
+                try:
+                    text = data.decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+                self.warning = (f"{self.path} is not UTF-8 (byte {exc.start}); read as {encoding}. Save it as UTF-8 "
+                                "to silence this warning")
+                log.warning(self.warning)
+                return text
+            raise AssertionError("latin-1 decodes any bytes") from exc
 
     def save(self) -> None:
         buffer = io.StringIO()

@@ -106,6 +106,9 @@ def get_method(name: str) -> QuantizationMethod:
 def _module_available(name: str, pip_name: str) -> tuple[bool, str]:
     import importlib.util
 
+    from modules.core.lazy_imports import release
+
+    release(name.split(".")[0])  # kept from the libraries' start-up probes, not from Easel
     if importlib.util.find_spec(name.split(".")[0]) is None:
         return False, f"the {pip_name} package is not installed (pip install {pip_name})"
     return True, f"{pip_name} is installed"

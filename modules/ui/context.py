@@ -81,12 +81,10 @@ class UiContext:
         return size if size is not None and 64 <= size <= 2048 and size % 8 == 0 else 512
 
     def vae_choices(self) -> list[str]:
-        folder = self.settings.model_paths.vae
-        names = []
-        if folder.is_dir():
-            names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".ckpt")
-                           or (p / "config.json").is_file())
-        return ["Automatic", "None", *names]
+        from modules.models.vae import list_vaes
+
+        vaes = list_vaes(self.settings.model_paths.vae, self.services.catalog.folder)
+        return ["Automatic", "None", *(vae.name for vae in vaes)]
 
     def sampler_names(self) -> list[str]:
         return [spec.name for spec in self.services.samplers.samplers]
@@ -171,8 +169,17 @@ class UiContext:
             return []
 
     # -- tokens ----------------------------------------------------------------------------------------------
-    def token_count(self, text: str) -> tuple[int, int]:
-        """(tokens, limit): the limit grows in chunks of 75 as A1111's counter does."""
+    def token_count(self, text: str, *, is_positive: bool = True, steps: int = 20,
+                    styles: list[str] | None = None) -> tuple[int, int]:
+        """(tokens, limit): the limit grows in chunks of 75 as A1111's counter does. A1111's
+        ``before_token_counter`` callbacks see the text first and may change what is counted."""
+        callbacks = getattr(self.services, "callbacks", None)
+        if callbacks is not None and callbacks.has("before_token_counter"):
+            from modules.extensions.callbacks import BeforeTokenCounterParams
+
+            params = BeforeTokenCounterParams(text, steps, list(styles or []), is_positive)
+            callbacks.call("before_token_counter", params)
+            text = params.prompt
         tokenizer = None
         manager = self.services.manager
         if manager is not None and manager.current is not None:
@@ -200,6 +207,7 @@ class UiContext:
             return self._jobs.get((session, tab))
 
     # -- extensions ------------------------------------------------------------------------------------------
-    @staticmethod
-    def extensions_root() -> Path:
-        return REPO_ROOT / "extensions"
+    def extensions_root(self) -> Path:
+        """The folder extensions were loaded from (``services.extension_roots``; ``extensions/`` by default)."""
+        roots = getattr(self.services, "extension_roots", None)
+        return Path(roots[0]) if roots else REPO_ROOT / "extensions"

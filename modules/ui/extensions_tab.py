@@ -21,11 +21,16 @@ def installed_extensions(root: Path) -> list[Path]:
 
 def extension_rows(ctx: UiContext) -> list[list[Any]]:
     disabled = set(ctx.options.disabled_extensions)
+    scripts = ctx.services.scripts
+    status = {entry["name"]: entry for entry in scripts.extension_status()} if scripts is not None else {}
     rows = []
     for folder in installed_extensions(ctx.extensions_root()):
         parts = [name for name in ("scripts", "javascript") if (folder / name).is_dir()]
-        rows.append([folder.name, "disabled" if folder.name in disabled else "enabled", ", ".join(parts),
-                     str(folder)])
+        state = "disabled" if folder.name in disabled else "enabled"
+        entry = status.get(folder.name)
+        if entry is not None and entry["status"] in ("incompatible", "error") and state == "enabled":
+            state = f"{entry['status']}: {entry['reason']}"  # loaded at start-up: why it does not run
+        rows.append([folder.name, state, ", ".join(parts), str(folder)])
     return rows
 
 

@@ -23,9 +23,7 @@ from pydantic import ValidationError
 from modules.core.errors import UserInputError
 from modules.processing.extras import NONE_UPSCALER, ExtrasSingleImageParams
 from modules.processing.infotext import infotext_to_params, parse_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
-
-PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
+from modules.processing.params import PARAMS_BY_KIND, GenerationParams
 
 INT_FIELDS = frozenset({"seed", "subseed", "steps", "batch_size", "n_iter", "width", "height", "hr_second_pass_steps",
                         "hr_resize_x", "hr_resize_y", "mask_blur", "inpaint_full_res_padding", "clip_skip"})

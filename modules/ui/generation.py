@@ -125,7 +125,7 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                                     placeholder="name, then 💾 saves the prompts as a style")
 
     with gr.Row():
-        with gr.Column(scale=1, min_width=360):
+        with gr.Column(scale=1, min_width=360, elem_id=f"{p}_settings"):
             if is_img2img:
                 _build_image_inputs(tab)
             with gr.Row():
@@ -199,17 +199,19 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                 tab.buttons["to_extras"] = gr.Button("📐 → extras", size="sm", elem_id=f"{p}_send_to_extras")
             tab.message = gr.Markdown("", elem_id=f"{p}_message")
             tab.infotext = gr.HTML("", elem_id=f"{p}_infotext", elem_classes=["easel-infotext"])
+            # the last component of the results column in A1111: extensions anchor their UI on its elem_id
+            gr.Button(visible=False, elem_id=f"{p}_generation_info_button")
             tab.result_state = gr.State({})
             tab.selected_state = gr.State(0)
 
     # -- small handlers ------------------------------------------------------------------------------------
-    def count(text: str | None) -> str:
-        tokens, limit = ctx.token_count(text or "")
+    def count(text: str | None, is_positive: bool = True) -> str:
+        tokens, limit = ctx.token_count(text or "", is_positive=is_positive)
         return f"<span class='easel-tokens'>{tokens}/{limit}</span>"
 
     f["prompt"].change(count, f["prompt"], prompt_tokens, show_progress="hidden", trigger_mode="always_last")
-    f["negative_prompt"].change(count, f["negative_prompt"], negative_tokens, show_progress="hidden",
-                                trigger_mode="always_last")
+    f["negative_prompt"].change(lambda text: count(text, is_positive=False), f["negative_prompt"], negative_tokens,
+                                show_progress="hidden", trigger_mode="always_last")
     swap.click(lambda w, h: (h, w), [f["width"], f["height"]], [f["width"], f["height"]], show_progress="hidden")
 
     def pick_preset(value: str | None) -> tuple[Any, Any]:
@@ -276,7 +278,7 @@ def _build_image_inputs(tab: GenerationTab) -> None:
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as t_inpaint:
             tab.ui["inpaint"] = gr.ImageEditor(
                 label="Image for inpainting with mask", type="pil", sources=["upload", "clipboard"],
-                elem_id="img2img_inpaint", height=360,
+                elem_id="img2maskimg", height=360,
                 brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"))
     tab.ui["mode_tabs"] = modes
     for tab_obj, name in ((t_img, "img2img"), (t_sketch, "sketch"), (t_inpaint, "inpaint")):
@@ -339,8 +341,8 @@ def _wire_generate(ctx: UiContext, tab: GenerationTab) -> None:
             ui_names = set(tab.ui)
             params = build_params(tab.kind, {k: v for k, v in by_name.items() if k not in ui_names - {
                 "override_settings_text"}}, extra=extra)
-            payload = params.model_dump(mode="json")
-            payload["_save_samples"] = True
+            # the UI saves every image to the outputs folder (subject to the samples_save option), as A1111's does
+            payload = params.model_copy(update={"save_images": True}).model_dump(mode="json")
             job = ctx.queue.submit(tab.kind, payload, source="ui")
         except EaselError as exc:
             yield {tab.progress: progress_html(f"Error: {exc.message}", 0.0), tab.message: ""}

@@ -1,4 +1,6 @@
-"""Models: the checkpoint list (hash, family, size, loaded state), refresh, load, VAE choice.
+"""Models: the checkpoint list (hash, family, size, loaded state), refresh, load, VAE choice; and the workers
+that run jobs (the in-process one, or the Ray workers of ``--workers``/``--ray-address``) as
+``GET /sdapi/v2/workers`` lists them.
 
 Loading is a ``model_load`` job on the shared queue (the worker owns the device), so a load waits behind
 running generations instead of racing them.
@@ -19,6 +21,8 @@ from modules.ui.progress import follow_job, progress_html
 MODEL_LOAD_KIND = "load-model"
 """The API's runner kind for loading a checkpoint (payload ``{"checkpoint": title}``); registered here if absent."""
 HEADERS = ["Title", "Hash", "Family", "Format", "Size (MB)", "Loaded"]
+WORKER_HEADERS = ["Worker", "Node", "PID", "Device", "State", "Loaded models", "Free memory (MB)", "Jobs done",
+                  "Current job"]
 
 
 def model_rows(ctx: UiContext, *, refresh: bool = False) -> list[list[Any]]:
@@ -28,6 +32,16 @@ def model_rows(ctx: UiContext, *, refresh: bool = False) -> list[list[Any]]:
     current = manager.current.info.path if manager is not None and manager.current is not None else None
     return [[entry.title, entry.shorthash or "", entry.family or "", entry.format,
              round(entry.size_bytes / 2**20, 1), "✅ loaded" if entry.path == current else ""] for entry in entries]
+
+
+def worker_rows(ctx: UiContext) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for info in ctx.queue.workers():
+        free = info.description.free_memory
+        rows.append([info.id, info.description.node, info.description.pid or "", info.description.device,
+                     info.state.value, ", ".join(info.description.loaded_models),
+                     round(free / 2**20) if free is not None else "", info.jobs_done, info.current_job or ""])
+    return rows
 
 
 def load_model_runner(services: Services) -> Any:
@@ -51,6 +65,10 @@ def build_models_tab(ctx: UiContext, quick_checkpoint: Any) -> None:
                           allow_custom_value=True)
     status = gr.HTML("", elem_id="models_status")
     table = gr.Dataframe(model_rows(ctx), headers=HEADERS, interactive=False, elem_id="models_table")
+    with gr.Accordion("Workers", open=False, elem_id="workers_panel"):
+        workers_refresh = gr.Button("🔄 Refresh", elem_id="workers_refresh", size="sm")
+        workers = gr.Dataframe(worker_rows(ctx), headers=WORKER_HEADERS, interactive=False, elem_id="workers_table")
+    workers_refresh.click(lambda: worker_rows(ctx), None, workers, show_progress="hidden")
 
     def do_refresh() -> tuple[Any, Any, Any]:
         rows = model_rows(ctx, refresh=True)

@@ -2,9 +2,9 @@
 
 Called by ``webui.start_background`` after the warm-up, i.e. after uvicorn has started: the app's lifespan has
 already run, so gradio's own start-up (its event queue) is triggered here on the first request to the UI, from
-inside the server's event loop. Client scripts (``javascript/*.js`` and each enabled extension's
-``extensions/*/javascript/*.js``) are read at mount time and inlined into the page ``<head>``; restart to pick
-up changes, as in A1111.
+inside the server's event loop. Client scripts and stylesheets (Easel's and each enabled extension's) are
+written into the page's HTML ``<head>`` (:mod:`modules.ui.page`); extension files are served at ``/file=``
+(:mod:`modules.ui.files`). Extension UI callbacks run while the page is built (:mod:`modules.ui.extension_ui`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from modules.core.paths import REPO_ROOT
 from modules.services import Services
 
 log = logging.getLogger(__name__)
-
-JAVASCRIPT_DIR = REPO_ROOT / "javascript"
 
 CSS = """
 #quicksettings { gap: 8px; align-items: end; }
@@ -35,38 +33,27 @@ CSS = """
 """
 
 
-def client_scripts(extensions_root: Path, disabled: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """``(label, code)`` of Easel's scripts, then each enabled extension's, in name order."""
-    files = sorted(JAVASCRIPT_DIR.glob("*.js"))
-    if extensions_root.is_dir():
-        for folder in sorted(p for p in extensions_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if folder.name in disabled:
-                continue
-            files.extend(sorted((folder / "javascript").glob("*.js")))
-    scripts = []
-    for path in files:
-        try:
-            scripts.append((path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name,
-                            path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("client script %s could not be read: %s", path, exc)
-    return scripts
+def extension_folders(services: Any) -> list[Path]:
+    """The enabled extensions' folders in load order (as the scripts service found them)."""
+    from modules.extensions.discovery import discover_extensions
+
+    found = getattr(services.scripts, "extensions", None)
+    if found is None:
+        found = discover_extensions(extension_roots(services), services.settings.options.disabled_extensions)
+    return [extension.path for extension in found if extension.enabled]
 
 
-def head_html(scripts: list[tuple[str, str]]) -> str:
-    """Inline ``<script>`` tags; a literal ``</script`` inside a file is escaped so it cannot end the tag."""
-    tags = []
-    for label, code in scripts:
-        safe = code.replace("</script", "<\\/script")
-        tags.append(f"<script data-easel-source=\"{label}\">\n{safe}\n</script>")
-    return "\n".join(tags)
+def extension_roots(services: Any) -> list[Path]:
+    return list(services.extension_roots or [REPO_ROOT / "extensions"])
 
 
 def build_blocks(services: Services) -> Any:
     """The whole page as a ``gr.Blocks`` (no server needed: also used by tests)."""
     import gradio as gr
 
+    from modules.extensions import compat, gradio3
     from modules.ui.context import UiContext
+    from modules.ui.extension_ui import extension_tabs, install_component_hooks, render_extension_tab, scripts_current
     from modules.ui.extensions_tab import build_extensions_tab, installed_extensions
     from modules.ui.extras import build_extras_tab
     from modules.ui.generation import build_generation_tab, selected_file
@@ -77,12 +64,17 @@ def build_blocks(services: Services) -> Any:
     from modules.ui.settings_page import build_settings_page
 
     ctx = UiContext(services)
+    gradio3.install()
+    install_component_hooks()
+    registry = compat.callbacks()
+    registry.call("before_ui")
+    ext_tabs = extension_tabs()
     with gr.Blocks(title="Easel", analytics_enabled=False) as blocks:
         quick = build_quicksettings(ctx)
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab("Text", id="txt2img", elem_id="tab_txt2img"):
+            with gr.Tab("Text", id="txt2img", elem_id="tab_txt2img"), scripts_current(ctx.scripts(False)):
                 txt2img = build_generation_tab(ctx, "txt2img", quick)
-            with gr.Tab("Image", id="img2img", elem_id="tab_img2img"):
+            with gr.Tab("Image", id="img2img", elem_id="tab_img2img"), scripts_current(ctx.scripts(True)):
                 img2img = build_generation_tab(ctx, "img2img", quick)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras_tab(ctx)
@@ -92,6 +84,8 @@ def build_blocks(services: Services) -> Any:
                 build_models_tab(ctx, quick.components["sd_model_checkpoint"])
             with gr.Tab("History", id="history", elem_id="tab_history"):
                 history = build_history_tab(ctx)
+            for ext_tab in ext_tabs:
+                render_extension_tab(gr, ext_tab)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 extension_names = [p.name for p in installed_extensions(ctx.extensions_root())]
                 settings_page = build_settings_page(ctx, extension_names)
@@ -139,7 +133,7 @@ def build_blocks(services: Services) -> Any:
         history.reuse_img2img.click(lambda text: to_image_tab(None, text, "img2img"), history.infotext,
                                     img2img_targets, show_progress="hidden")
 
-        # keep the quick-settings bar in step with the settings page
+        # keep the quick-settings bar in step with the settings page, and the browser's `opts` with both
         def sync_quick() -> dict[Any, Any]:
             options = ctx.options
             return {quick.components["sd_vae"]: options.sd_vae,
@@ -148,8 +142,22 @@ def build_blocks(services: Services) -> Any:
         settings_page.apply.click(sync_quick, None, [quick.components["sd_vae"],
                                                      quick.components["CLIP_stop_at_last_layers"]],
                                   show_progress="hidden")
+        publish_options(ctx, [settings_page.applied, *quick.changed])
     blocks.queue(default_concurrency_limit=4)
     return blocks
+
+
+def publish_options(ctx: Any, changes: list[Any]) -> None:
+    """After each settings change (``changes``: the events that save options), hand the options to the
+    browser: its ``opts`` take the new values and the ``onOptionsChanged`` callbacks run."""
+    import gradio as gr
+
+    from modules.ui.extension_ui import options_json
+
+    holder = gr.Textbox(visible=False, elem_id="settings_json")
+    for change in changes:
+        change.then(lambda: options_json(ctx.options), None, holder, show_progress="hidden", queue=False).then(
+            None, holder, None, js="(values) => { window.easelSetOptions && window.easelSetOptions(values); }")
 
 
 class _StartGradioOnFirstRequest:
@@ -195,15 +203,21 @@ def mount_ui(app: Any, services: Services) -> None:
     import gradio as gr
     from starlette.routing import Mount
 
+    from modules.ui.extension_ui import option_values
+    from modules.ui.files import add_file_route, allowed_roots
+    from modules.ui.page import HeadInjector, collect_assets, head_html
+
     register_runners(services)
     blocks = build_blocks(services)
-    disabled = tuple(services.settings.options.disabled_extensions)
-    head = head_html(client_scripts(REPO_ROOT / "extensions", disabled))
+    assets = collect_assets(extension_folders(services), services.settings.data_paths.root)
+    roots = extension_roots(services)
     _remove_root_routes(app)
-    gr.mount_gradio_app(app, blocks, path="/", css=CSS, head=head, footer_links=[], ssr_mode=False,
+    add_file_route(app, lambda: [path for root in roots for path in allowed_roots(root)])
+    gr.mount_gradio_app(app, blocks, path="/", css=CSS, footer_links=[], ssr_mode=False,
                         run_history=False, show_error=True)
     for route in reversed(app.router.routes):
         if isinstance(route, Mount) and route.path == "" and hasattr(route.app, "get_blocks"):
-            route.app = _StartGradioOnFirstRequest(route.app)  # type: ignore[assignment]
+            route.app = HeadInjector(_StartGradioOnFirstRequest(route.app),  # type: ignore[assignment]
+                                     lambda: head_html(assets, option_values(services.settings.options)))
             break
     log.info("browser UI mounted at /")

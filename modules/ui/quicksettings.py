@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 class QuickSettings:
     components: dict[str, Any] = field(default_factory=dict)
     status: Any = None
+    changed: list[Any] = field(default_factory=list)  # the change events that save an option
 
 
 def apply_option(ctx: UiContext, key: str, value: Any) -> str:
@@ -58,8 +59,8 @@ def build_quicksettings(ctx: UiContext) -> QuickSettings:
     quick.components = {"sd_model_checkpoint": checkpoint, "sd_vae": vae, "CLIP_stop_at_last_layers": clip_skip}
 
     for key, comp in quick.components.items():
-        comp.change(lambda value, key=key: apply_option(ctx, key, value), comp, quick.status,
-                    show_progress="hidden")
+        quick.changed.append(comp.change(lambda value, key=key: apply_option(ctx, key, value), comp, quick.status,
+                                         show_progress="hidden"))
 
     def refresh_checkpoints() -> Any:
         return gr.update(choices=ctx.checkpoint_titles(refresh=True), value=ctx.current_checkpoint_title())

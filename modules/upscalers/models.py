@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.core import cancellation
 from modules.core.errors import UserInputError
 from modules.upscalers.base import resize_to, target_size
 
@@ -136,6 +137,7 @@ class ModelUpscaler:
             if current.width >= size[0] and current.height >= size[1]:
                 break
             before = current.size
+            cancellation.checkpoint()
             current = run_model(model, current, tile, overlap)
             if current.size == before:
                 break
@@ -186,6 +188,7 @@ def tiled_upscale(apply: Callable[[torch.Tensor], torch.Tensor], pixels: torch.T
     weight = torch.zeros(1, 1, height * scale, width * scale)
     for top in _starts(height, tile, stride):
         for left in _starts(width, tile, stride):
+            cancellation.checkpoint()  # one tile is the unit of work a cancel waits for
             bottom, right = min(top + tile, height), min(left + tile, width)
             result = apply(pixels[:, :, top:bottom, left:right])
             ramp = _ramp(bottom - top, right - left, overlap, scale, top > 0, bottom < height, left > 0, right < width)

@@ -11,6 +11,7 @@ def api_auth_server(tmp_path_factory, tiny_models_dir, api):
     services = api.make_services(tmp_path_factory.mktemp("auth-data"), tiny_models_dir, [
         "--api-auth", "alice:secret,bob:pa:ss", "--max-request-mb", "1", "--cors-allow-origins",
         "http://allowed.example", "--api-server-stop"])
+    services.ready.set()  # a light server: no warm-up will come, nothing to wait for
     running = api.start_server(services)
     yield running
     api.shutdown(running)
@@ -19,6 +20,7 @@ def api_auth_server(tmp_path_factory, tiny_models_dir, api):
 @pytest.fixture(scope="module")
 def full_auth_server(tmp_path_factory, tiny_models_dir, api):
     services = api.make_services(tmp_path_factory.mktemp("fullauth-data"), tiny_models_dir, ["--auth", "carol:pw"])
+    services.ready.set()
     running = api.start_server(services)
     yield running
     api.shutdown(running)
@@ -35,8 +37,8 @@ def test_api_auth_guards_every_api_route(api_auth_server):
         assert http.get("/sdapi/v1/options", auth=("mallory", "secret")).status_code == 401
         assert http.get("/sdapi/v1/options", auth=("alice", "secret")).status_code == 200
         assert http.get("/sdapi/v1/options", auth=("bob", "pa:ss")).status_code == 200  # ':' inside a password
-        # --api-auth covers the API only; the UI's own routes follow --auth
-        assert http.get("/internal/ping").status_code == 200
+        # --api-auth covers every route but the UI page, the UI's /internal routes included
+        assert http.get("/internal/ping").status_code == 401
 
 
 def test_request_size_limit_cors_and_server_stop(api_auth_server):

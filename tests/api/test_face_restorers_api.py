@@ -26,6 +26,7 @@ def test_face_restorers_lists_the_installed_models(tmp_path, api):
     save_file({"w": torch.zeros(1)}, str(models / "GFPGAN" / "GFPGANv1.4.safetensors"))  # listed by file; loaded on use
     services = api.make_services(tmp_path / "data", models)
     services.faces = FaceRestorerService(services.settings.model_paths)
+    services.ready.set()  # the one warm-up step this test needs is done
     running = api.start_server(services)
     try:
         with running.client() as http:

@@ -17,6 +17,7 @@ def test_submit_read_and_fetch_images(client, api):
     job = api.wait_status(client, submitted["id"], {"succeeded", "failed"})
     assert job["status"] == "succeeded", job["error"]
     assert job["type"] == "txt2img" and job["source"] == "api-v2" and job["position"] is None
+    assert job["attempt"] == 1 and job["worker"] == "local"
     assert job["progress"] == 1.0 and job["params"]["width"] == 64
     urls = job["result"]["images"]
     assert urls == [f"/sdapi/v2/jobs/{job['id']}/images/0", f"/sdapi/v2/jobs/{job['id']}/images/1"]
@@ -34,6 +35,20 @@ def test_submit_read_and_fetch_images(client, api):
     listed = client.get("/sdapi/v2/jobs", params={"status": "succeeded", "newest_first": True}).json()["jobs"]
     assert listed[0]["id"] == job["id"] and all(item["status"] == "succeeded" for item in listed)
     assert client.get("/sdapi/v2/jobs", params={"status": "bogus"}).status_code == 422
+
+
+def test_workers_lists_the_in_process_worker(client, api):
+    import os
+
+    api.wait_idle(client)
+    before = client.get("/sdapi/v2/workers").json()["workers"]
+    assert [(worker["id"], worker["state"], worker["pid"]) for worker in before] == [("local", "idle", os.getpid())]
+    assert before[0]["current_job"] is None and before[0]["restarts"] == 0
+    job = client.post("/sdapi/v2/jobs", json={"type": "txt2img", "params": api.small_txt2img(steps=1)}).json()
+    api.wait_status(client, job["id"], {"succeeded"})
+    api.wait_idle(client)
+    after = client.get("/sdapi/v2/workers").json()["workers"]
+    assert after[0]["jobs_done"] == before[0]["jobs_done"] + 1
 
 
 def test_bare_payload_and_validation(client, api):

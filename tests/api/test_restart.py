@@ -12,6 +12,7 @@ def test_queued_jobs_survive_a_restart(tmp_path, tiny_models_dir, api, single_th
     # First life: the server accepts jobs, but no worker runs (as if it stopped before reaching them).
     services = api.make_services(data_dir, tiny_models_dir)
     running = api.start_server(services)
+    webui.warm_up(services, load_model=False)  # submissions wait for the warm-up (script names are checked)
     ids = []
     with running.client() as http:
         for seed in (1, 2, 3):

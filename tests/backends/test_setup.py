@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from modules.backends import auto
-from modules.backends.base import ComponentWrapper, GraphUNet, active_backend, restore_components
+from modules.backends.adaptive import AdaptiveUNet
+from modules.backends.base import ComponentWrapper, active_backend, restore_components
 from modules.backends.setup import ExecutionSetup
 from modules.core.settings import CmdFlags, MemoryStrategyName, Options, QuantizationName, Settings
 from modules.devices.select import select_device
@@ -91,9 +92,11 @@ def test_auto_keeps_a_small_model_on_plain_torch(tiny_models_dir: Path, tmp_path
         record.remove(loaded.pipe)
 
 
-def test_auto_runs_a_large_unet_exported_and_falls_back_to_torch_per_call(
+def test_auto_routes_a_large_unet_and_falls_back_to_torch_per_call(
         tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tiny UNet stands in for a large one (threshold lowered); ONNX Runtime is the runtime it may pick."""
+    """The tiny UNet stands in for a large one (threshold lowered); ONNX Runtime is the runtime it may export to.
+    What an exported graph cannot take (ControlNet residuals, a LoRA loaded after the export) runs on the
+    original PyTorch UNet, and the infotext then names no backend."""
     monkeypatch.setattr(auto, "AUTO_MIN_UNET_PARAMS", 0)
     monkeypatch.setattr("modules.backends.setup.installed_backends", lambda: {"onnxruntime"})
     services = _services(tiny_models_dir, tmp_path, Options())
@@ -101,13 +104,18 @@ def test_auto_runs_a_large_unet_exported_and_falls_back_to_torch_per_call(
     loaded = services.manager.ensure_loaded("tiny-sd")
     record = setup.applied[loaded.pipe]
     try:
-        assert record.errors == [] and record.backend == "onnxruntime"
-        assert record.choice is not None and record.choice.precision == "fp32"  # --no-half, and no bf16 asked
-        assert "Backend: onnxruntime" in _infotext(services)
+        assert record.errors == [] and record.backend == "auto"
+        assert record.choice is not None and record.choice.precision == "fp32"  # --no-half: fp32 routes only
+        assert record.adaptive is not None and record.adaptive.export is not None
+        assert record.adaptive.export.wait(120), record.adaptive.export.error
         unet = loaded.pipe.unet
-        assert isinstance(unet, GraphUNet) and unet.torch_fallback
+        assert isinstance(unet, AdaptiveUNet) and set(unet.routes) == {"torch:fp32", "onnxruntime:fp32"}
         sample = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         states = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            for _ in range(3):  # calibration at this shape, then the measured choice
+                unet(sample, 10, states)
+        assert unet.used["onnxruntime:fp32"] + unet.used["torch:fp32"] == 3
         # what the exported graph cannot take: ControlNet residuals (one per down-block output of the tiny UNet)
         control = {"down_block_additional_residuals": [torch.full((2, c, h, h), 0.5) for c, h in
                                                        ((32, 8), (32, 8), (32, 4), (64, 4))],
@@ -116,20 +124,21 @@ def test_auto_runs_a_large_unet_exported_and_falls_back_to_torch_per_call(
             out = unet(sample, 10, states, **control).sample
             expected = unet.original(sample, 10, states, **control).sample
             plain = unet.original(sample, 10, states).sample
-        assert unet.last_backend == "torch" and torch.equal(out, expected) and not torch.equal(out, plain)
+        assert unet.last_route == "torch:fp32" and torch.equal(out, expected) and not torch.equal(out, plain)
         run = SimpleNamespace(sd_model=loaded, extra_generation_params={})
-        setup.infotext_preprocessor(run)
-        assert run.extra_generation_params["Backend"](0) is None  # what ran last was PyTorch: A1111 writes none
+        setup.infotext_preprocessor(run)  # begins a job: counts restart
         with torch.no_grad():
-            unet(sample, 10, states)
-            assert unet.last_backend == "onnxruntime" and run.extra_generation_params["Backend"](0) == "onnxruntime"
+            unet(sample, 10, states, **control)
+        assert run.extra_generation_params["Backend"](0) is None  # what ran was PyTorch fp32: A1111 writes none
+        with torch.no_grad():
             # a LoRA loaded after export changes the PyTorch weights only: the call must not run the stale graph
             from peft import LoraConfig
 
             unet.original.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_v"], init_lora_weights=False),
                                       adapter_name="probe")
             with_lora = unet(sample, 10, states).sample
-            assert unet.last_backend == "torch" and torch.equal(with_lora, unet.original(sample, 10, states).sample)
+            assert unet.last_route == "torch:fp32"
+            assert torch.equal(with_lora, unet.original(sample, 10, states).sample)
             unet.original.delete_adapters("probe")
     finally:
         record.remove(loaded.pipe)

@@ -36,3 +36,12 @@ def test_unet_bench_reports_ratios_peaks_and_memory(tmp_path: Path, capsys: pyte
     assert rows["torch:fp32"]["s_per_step"] > 0 and rows["torch:fp32"]["gflops"] > 0
     assert result["peak_rss_mib"] > 0 and "native_bf16" in result["cpu"]
     assert "| 64² | torch:fp32 |" in out.with_suffix(".md").read_text()
+
+
+def test_pipeline_jobs_split_into_head_steps_and_tail_and_compose_to_longer_jobs() -> None:
+    """``--pipeline`` times each job from its step callbacks: head (text encoder, step 1 with any calibration),
+    later steps, tail (VAE decode); a 20-step job is composed as head + 19 x the median later step + tail."""
+    times = bench._job_times([10.0, 12.0, 13.5, 15.5], started=4.0, finished=21.0)
+    assert times == {"total_s": 17.0, "head_s": 6.0, "step_s": [2.0, 1.5, 2.0], "tail_s": 5.5}
+    assert bench._composed(times, 20) == pytest.approx(6.0 + 19 * 2.0 + 5.5)
+    assert bench._composed(times, 4) == pytest.approx(times["total_s"] + 0.5)  # median 2.0 vs the 1.5 measured

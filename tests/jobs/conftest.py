@@ -94,3 +94,25 @@ def make_queue(tmp_path: Path, runner: ScriptedRunner) -> Iterator[QueueFactory]
     for queue, store in built:
         queue.stop(timeout=5)
         store.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray cluster for the whole session, on loopback, without dashboard: a head node with 2 CPUs.
+
+    Tests that need a node they can remove add one (``cluster.add_node``). Tests using it are marked ``ray``.
+    """
+    import os
+
+    # Bind every Ray process to 127.0.0.1 (read by Ray when it is imported, so set before the import).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=True,
+                      head_node_args={"num_cpus": 2, "include_dashboard": False})
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

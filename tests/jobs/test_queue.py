@@ -355,7 +355,7 @@ def test_stop_fails_the_running_job_and_keeps_the_queue(make_queue, runner):
     stopper = threading.Thread(target=queue.stop, kwargs={"timeout": 5})
     stopper.start()
     deadline = time.monotonic() + 5
-    while not queue._running.ctx.stopping and time.monotonic() < deadline:
+    while not queue._running[running.id].ctx.stopping and time.monotonic() < deadline:
         time.sleep(0.001)
     runner.proceed.set()
     stopper.join()

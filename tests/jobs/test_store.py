@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from modules.jobs import INTERRUPTED_MESSAGE, Job, JobQueue, JobStatus, JobStore
+from modules.jobs import Job, JobQueue, JobStatus, JobStore
 
 
-def test_restart_keeps_queued_jobs_and_fails_the_running_one(tmp_path, make_queue, runner):
+def test_restart_returns_the_running_job_to_the_head_of_the_queue(tmp_path, make_queue, runner):
     queue = make_queue()
     running = queue.submit("txt2img", {"steps": 100, "pause_at": [0, 1]}, source="api-v2")
     assert runner.reached.wait(5)
@@ -21,12 +21,11 @@ def test_restart_keeps_queued_jobs_and_fails_the_running_one(tmp_path, make_queu
         JobStore(tmp_path / "queue.sqlite3").open()
     store = JobStore(tmp_path / "queue.sqlite3", exclusive=False).open()
     assert [job.id for job in store.recovered] == [running.id]
-    failed = store.get(running.id)
-    assert failed.status is JobStatus.FAILED and failed.error == INTERRUPTED_MESSAGE
-    assert failed.finished_at is not None
-    assert [job.id for job in store.list(JobStatus.QUEUED)] == [job.id for job in queued]
-    assert [job.payload for job in store.list(JobStatus.QUEUED)] == [{"steps": 1, "n": n} for n in range(3)]
-    assert {job.source for job in store.list(JobStatus.QUEUED)} == {"ui"}
+    released = store.get(running.id)
+    assert released.status is JobStatus.QUEUED and released.attempt == 1 and released.started_at is None
+    assert [job.id for job in store.list(JobStatus.QUEUED)] == [running.id] + [job.id for job in queued]
+    assert [job.payload for job in store.list(JobStatus.QUEUED)][1:] == [{"steps": 1, "n": n} for n in range(3)]
+    assert {job.source for job in store.list(JobStatus.QUEUED)} == {"api-v2", "ui"}
 
     # The old process is really gone: stop its worker before its runner could take another job.
     queue.stop(timeout=0)
@@ -36,16 +35,18 @@ def test_restart_keeps_queued_jobs_and_fails_the_running_one(tmp_path, make_queu
 
     executed: list[str] = []
     restarted = JobQueue(store, lambda job, ctx: executed.append(job.id) or {"ok": True})
-    assert restarted.pending_ids() == [job.id for job in queued]
-    assert restarted.position(queued[0].id) == 1
+    assert restarted.pending_ids() == [running.id] + [job.id for job in queued]
+    assert restarted.position(queued[0].id) == 2
     restarted.start()
     try:
-        finals = [restarted.wait(job.id, timeout=5) for job in queued]
+        finals = [restarted.wait(job.id, timeout=5) for job in [running, *queued]]
     finally:
         restarted.stop()
         store.close()
-    assert executed == [job.id for job in queued]
+    # The old process's run ended after the new server took the lease back: its result was refused.
+    assert executed == [running.id] + [job.id for job in queued]
     assert all(job.status is JobStatus.SUCCEEDED and job.result == {"ok": True} for job in finals)
+    assert finals[0].attempt == 2 and [job.attempt for job in finals[1:]] == [1, 1, 1]
 
 
 def test_clean_stop_and_reopen(tmp_path, make_queue, runner):
@@ -90,7 +91,7 @@ def test_retention_by_count_prunes_oldest_and_calls_back(make_queue):
 def test_retention_by_age_leaves_unfinished_jobs(tmp_path):
     store = JobStore(tmp_path / "queue.sqlite3", retention_count=100, retention_seconds=60).open()
     done = store.insert("done", "txt2img", {}, source="api")
-    store.mark_running("done", done.created_at)
+    done = store.claim(done, "local", done.created_at)
     store.finish(done.model_copy(update={"status": JobStatus.SUCCEEDED, "finished_at": done.created_at}))
     store.insert("waiting", "txt2img", {}, source="api")
 
@@ -185,4 +186,4 @@ def test_a_schema_1_queue_is_upgraded_in_place(tmp_path):
     from modules.api.errors import job_error
 
     assert job_error(old.error, old.error_info).status_code == 422  # inferred from the message, as before
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3

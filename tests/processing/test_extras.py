@@ -89,7 +89,7 @@ def test_missing_face_restorer_is_a_note_not_a_failure(service: ExtrasService, s
 def test_batch_and_saving(service: ExtrasService, settings: Settings) -> None:
     payload = {"imageList": [{"data": png_b64(_picture(seed=1)), "name": "one.png"},
                              {"data": "data:image/png;base64," + png_b64(_picture(16, 16, seed=2)), "name": "two.png"}],
-               "upscaler_1": "Lanczos", "upscaling_resize": 3, "_save_samples": True}
+               "upscaler_1": "Lanczos", "upscaling_resize": 3, "save_images": True}
     result = _run(service, payload, "batch")
     assert result["images"] == ["000.png", "001.png"]
     assert _open(settings, "batch", "001.png").size == (48, 48)

@@ -17,7 +17,7 @@ def _xyz_module(easel: Any) -> Any:
 
 def test_xyz_value_ranges(easel: Any) -> None:
     xyz = _xyz_module(easel)
-    steps, cfg, prompt_sr = xyz.find_axis("Steps"), xyz.find_axis(5), xyz.find_axis("Prompt S/R")
+    steps, cfg, prompt_sr = xyz.find_axis("Steps"), xyz.find_axis(6), xyz.find_axis("Prompt S/R")
     assert xyz.parse_values(steps, "1-5") == [1, 2, 3, 4, 5]
     assert xyz.parse_values(steps, "1-10 (+2)") == [1, 3, 5, 7, 9]
     assert xyz.parse_values(steps, "1-10 [5]") == [1, 3, 6, 8, 10]

@@ -49,7 +49,8 @@ def _create_app(services: Any) -> Any:
 
 
 @contextlib.contextmanager
-def run_server(argv: list[str], *, timeout: float = 180.0) -> Iterator[RunningServer]:
+def run_server(argv: list[str], *, timeout: float = 180.0,
+               extension_roots: list[Path] | None = None) -> Iterator[RunningServer]:
     import uvicorn
 
     import webui
@@ -58,6 +59,8 @@ def run_server(argv: list[str], *, timeout: float = 180.0) -> Iterator[RunningSe
     port = free_port()
     settings = Settings.load([*argv, "--port", str(port)], {})
     services = webui.build_services(settings)
+    if extension_roots is not None:
+        services.extension_roots = extension_roots
     app = _create_app(services)
     services.queue.start()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)

@@ -138,3 +138,4 @@ def test_extras_tab_payload_from_an_image() -> None:
     payload = extras_payload(Image.new("RGBA", (8, 8), "red"), EXTRAS_VALUES)
     params = parse_extras_payload(payload)
     assert isinstance(params, ExtrasSingleImageParams) and params.codeformer_weight == 0.25 and params.image
+

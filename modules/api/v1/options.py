@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body
 
 from modules.api.runners import LOAD_MODEL, RELOAD_MODEL, UNLOAD_MODEL
 from modules.api.schemas import SDModelItem, SDVaeItem
-from modules.api.v1.common import SOURCE, run_model_job
+from modules.api.v1.common import run_model_job
+from modules.models.vae import list_vaes, resolve_vae
 from modules.services import Services
 
-VAE_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 SECRET_FLAGS = ("auth", "api_auth")
 
 
@@ -26,18 +25,31 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/options")
     async def get_options() -> dict[str, Any]:
-        """Every option, including keys only other web UIs know (kept as clients wrote them)."""
-        return settings.options.model_dump(mode="json")
+        """Every option (all of A1111 v1.10's keys, Easel's own, and keys clients wrote); ``sd_model_checkpoint``
+        and ``sd_checkpoint_hash`` name the model actually loaded, as A1111's do."""
+        options = settings.options.model_dump(mode="json")
+        current = services.manager.current if services.manager is not None else None
+        if current is not None:
+            options["sd_model_checkpoint"] = current.info.title
+            options["sd_checkpoint_hash"] = current.info.sha256 or options.get("sd_checkpoint_hash", "")
+        return options
 
     @router.post("/options")
     async def set_options(changes: dict[str, Any] = Body(...)) -> None:
-        """Validate and save options atomically; a new ``sd_model_checkpoint`` is loaded through the queue."""
+        """Validate and save options atomically. A new ``sd_model_checkpoint`` is loaded through the queue and, as
+        in A1111, the call returns once it is loaded (or fails with the load's error), so the next ``GET`` and the
+        next job see it."""
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
-            await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint")
+            await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint",
+                                    allow_pickle=settings.flags.allow_pickle)
+        vae = changes.get("sd_vae")
+        if isinstance(vae, str):
+            known = await asyncio.to_thread(list_vaes, settings.model_paths.vae, services.catalog.folder)
+            resolve_vae(vae, None, known)  # an unknown name is a 422 naming sd_vae
         await asyncio.to_thread(settings.update_options, changes)
         if checkpoint and not _is_loaded(services, str(checkpoint)):
-            await asyncio.to_thread(queue.submit, LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
+            await run_model_job(queue, LOAD_MODEL, {"checkpoint": str(checkpoint)})
         return None
 
     @router.get("/cmd-flags")
@@ -57,7 +69,8 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/sd-vae", response_model=list[SDVaeItem])
     def sd_vae() -> list[dict[str, Any]]:
-        return _vae_files(settings.model_paths.vae)
+        return [{"model_name": vae.name, "filename": str(vae.path)}
+                for vae in list_vaes(settings.model_paths.vae, services.catalog.folder)]
 
     @router.post("/refresh-checkpoints")
     async def refresh_checkpoints() -> dict[str, Any]:
@@ -94,18 +107,6 @@ def _is_loaded(services: Services, checkpoint: str) -> bool:
         return False
     wanted = services.catalog.find(checkpoint)
     return wanted is not None and wanted.path == current.info.path
-
-
-def _vae_files(folder: Path) -> list[dict[str, Any]]:
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix in VAE_SUFFIXES:
-            found.append({"model_name": path.stem, "filename": str(path)})
-        elif path.is_dir() and (path / "config.json").is_file():
-            found.append({"model_name": path.name, "filename": str(path)})
-    return found
 
 
 def _memory_stats() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Command-line tools beside the product: benchmarks, generation, training and evaluation of the embedded model."""

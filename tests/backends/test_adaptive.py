@@ -1,0 +1,249 @@
+"""``backend: auto`` on a CPU: calibration on the jobs' own calls, a background export that joins when ready, the
+export and the measurements reused after a restart. The tiny UNet stands in for a large one (threshold lowered);
+ONNX Runtime is the exported runtime (it exports the tiny model in seconds)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from modules.backends import auto
+from modules.backends.adaptive import REFERENCE, ROUTE_TOLERANCE, AdaptiveUNet, CalibrationStore, RoutePolicy
+from modules.backends.auto import CpuFeatures, plan_cpu_routes
+from modules.backends.base import ComponentWrapper
+from modules.backends.onnxruntime_backend import OnnxRuntimeBackend
+from modules.backends.setup import ExecutionSetup
+from modules.core.settings import CmdFlags, Options, Settings
+from modules.devices.select import select_device
+from modules.models.catalog import CheckpointCatalog, HashCache
+from modules.models.manager import ModelManager
+from modules.processing.engine import StepControl
+from modules.processing.params import Txt2ImgParams
+from modules.processing.processor import Processor
+from modules.processing.run import ProcessingRun
+from modules.processing.samplers import build_default_registry
+
+SD15_PARAMS = 859_520_964
+NO_BF16 = CpuFeatures.from_flags({"avx2", "fma"})
+BF16 = CpuFeatures.from_flags({"avx2", "fma", "avx512f", "avx512_bf16"})
+PIXEL_TOLERANCE = 2  # fp32 runtimes against PyTorch fp32, as in test_backends.py
+
+
+def _services(tiny_models_dir: Path, data: Path, precision: str = "full") -> Any:
+    """``full`` is --precision full (fp32 routes only); ``autocast`` (the default start) lets auto add bf16."""
+    settings = Settings(CmdFlags(data_dir=data, precision=precision, no_half=precision == "full"), Options())
+    catalog = CheckpointCatalog(tiny_models_dir / "Stable-diffusion", HashCache(data / "hashes.json"))
+    catalog.refresh()
+    device = select_device(use_cpu=True, device_id=None, precision="full", no_half=True)
+    manager = ModelManager(catalog, device)
+    processor = Processor(samplers=build_default_registry(), model_provider=lambda run: manager.current)
+    return SimpleNamespace(settings=settings, device=device, manager=manager,
+                           generation=SimpleNamespace(processor=processor, status_texts=[]), extensions={})
+
+
+def install(services: Any) -> ExecutionSetup:
+    """The composition root's wiring of the execution setup (webui.wire_processing_core, step 3)."""
+    setup = ExecutionSetup(services.settings, services.device)
+    services.manager.on_model_loaded(setup.on_model_loaded)
+    services.generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
+    services.generation.status_texts.append(lambda: setup.status_text(services.manager.current))
+    return setup
+
+
+def _generate(services: Any, on_step: Any = None) -> tuple[np.ndarray, str]:
+    params = Txt2ImgParams(prompt="a red circle", steps=4, width=64, height=64, seed=5, sampler_name="Euler")
+    control = StepControl(on_step=on_step) if on_step is not None else None
+    result = services.generation.processor.process(ProcessingRun(params, services.settings.options), control)
+    return np.asarray(result.images[0].convert("RGB")), result.infotexts[0]
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+@pytest.fixture
+def large_model_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny UNet counts as large; ONNX Runtime is the runtime auto may export to; no bf16 route (the tiny
+    random model's bf16 error is beyond the tolerance anyway), so the fp32 outputs can be compared pixel-exactly."""
+    monkeypatch.setattr(auto, "AUTO_MIN_UNET_PARAMS", 0)
+    monkeypatch.setattr("modules.backends.setup.installed_backends", lambda: {"onnxruntime"})
+    monkeypatch.setattr("modules.backends.setup.probe_cpu", lambda: NO_BF16)
+
+
+@pytest.fixture(scope="module")
+def plain_image(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """The same job on plain diffusers PyTorch fp32 (auto keeps the tiny model there by default)."""
+    services = _services(tiny_models_dir, tmp_path_factory.mktemp("plain"))
+    install(services)
+    services.manager.ensure_loaded("tiny-sd")
+    assert not isinstance(services.manager.current.pipe.unet, ComponentWrapper)
+    return _generate(services)[0]
+
+
+def test_plan_names_the_routes_per_cpu() -> None:
+    on_bf16 = plan_cpu_routes(unet_params=SD15_PARAMS, cpu=BF16, installed={"openvino", "onnxruntime"})
+    assert on_bf16 is not None and on_bf16.bf16 and on_bf16.export == ("openvino", "bf16")
+    no_runtime = plan_cpu_routes(unet_params=SD15_PARAMS, cpu=BF16, installed=set())
+    assert no_runtime is not None and no_runtime.bf16 and no_runtime.export is None  # torch bf16 at once
+    without = plan_cpu_routes(unet_params=SD15_PARAMS, cpu=NO_BF16, installed={"openvino", "onnxruntime"})
+    assert without is not None and not without.bf16 and without.export == ("onnxruntime", "fp32")
+    assert plan_cpu_routes(unet_params=SD15_PARAMS, cpu=NO_BF16, installed=set()) is None  # nothing beats torch
+    assert plan_cpu_routes(unet_params=SD15_PARAMS, cpu=BF16, installed={"openvino"}, precision="fp32") == \
+        auto.AutoPlan(False, ("openvino", "fp32"), auto.AutoPlan.__doc__ and plan_cpu_routes(
+            unet_params=SD15_PARAMS, cpu=BF16, installed={"openvino"}, precision="fp32").reason)  # type: ignore
+    assert plan_cpu_routes(unet_params=2_800_000, cpu=BF16, installed={"openvino"}) is None  # embedded: plain
+
+
+def test_policy_times_every_new_route_checks_it_once_and_then_runs_the_fastest(tmp_path: Path) -> None:
+    store = CalibrationStore(tmp_path / "calibration.json")
+    policy = RoutePolicy(store, "model")
+    ready = [REFERENCE, "torch:bf16"]
+    first = policy.decide("unet", "s", ready)
+    assert first.run == [REFERENCE, "torch:bf16"] and first.returned == REFERENCE and first.calibrating
+    store.set_error("model|unet", "torch:bf16", ROUTE_TOLERANCE / 2)
+    store.add_time("model|unet|s", REFERENCE, 4.0)
+    store.add_time("model|unet|s", "torch:bf16", 1.0)
+    assert policy.decide("unet", "s", ready).run == ["torch:bf16"]
+    # a route that joins later is timed on the next call (already checked here: only timed), then wins or loses
+    store.set_error("model|unet", "openvino:bf16", 0.001)
+    joined = policy.decide("unet", "s", [*ready, "openvino:bf16"])
+    assert joined.run == ["openvino:bf16"] and joined.calibrating
+    store.add_time("model|unet|s", "openvino:bf16", 3.0)
+    assert policy.decide("unet", "s", [*ready, "openvino:bf16"]).run == ["torch:bf16"]
+    # a route outside the tolerance is never used, however fast
+    store.set_error("model|unet", "onnxruntime:fp32", ROUTE_TOLERANCE * 2)
+    store.add_time("model|unet|s", "onnxruntime:fp32", 0.1)
+    assert policy.decide("unet", "s", [*ready, "onnxruntime:fp32"]).run == ["torch:bf16"]
+    store.save()
+    reloaded = RoutePolicy(CalibrationStore(tmp_path / "calibration.json"), "model")
+    assert reloaded.decide("unet", "s", ready).run == ["torch:bf16"]  # measurements survive a restart
+    other = reloaded.decide("unet", "other-shape", ready)
+    assert other.calibrating and other.run == [REFERENCE, "torch:bf16"]  # a new shape is timed again
+
+
+def test_calibration_picks_the_fastest_measured_route_and_the_export_joins_in_the_background(
+        tiny_models_dir: Path, tmp_path: Path, large_model_policy: None, plain_image: np.ndarray,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    real_build = OnnxRuntimeBackend.build_graphs
+
+    def gated_build(self: OnnxRuntimeBackend, *args: Any, **kwargs: Any) -> Any:
+        gate.wait(120)  # holds the export back while the first job runs
+        return real_build(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "build_graphs", gated_build)
+    data = tmp_path / "data"
+    services = _services(tiny_models_dir, data)
+    setup = install(services)
+    loaded = services.manager.ensure_loaded("tiny-sd")
+    record = setup.applied[loaded.pipe]
+    try:
+        assert record.errors == [] and record.backend == "auto" and record.adaptive is not None
+        unet = loaded.pipe.unet
+        assert isinstance(unet, AdaptiveUNet) and list(unet.routes) == [REFERENCE]
+        texts: list[str | None] = []
+        status = services.generation.status_texts[0]
+        before, info_before = _generate(services, lambda step, total, latents: texts.append(status()))
+        # while the export runs the job ran on PyTorch fp32, said so, and named no backend (plain diffusers)
+        assert texts and all("ONNX Runtime fp32 export running in the background" in str(text) for text in texts)
+        assert all(str(text).startswith("UNet on torch fp32") for text in texts)
+        assert "Backend:" not in info_before
+        assert _max_diff(before, plain_image) == 0
+        gate.set()
+        assert record.adaptive.export is not None and record.adaptive.export.wait(120), record.adaptive.export.error
+        assert set(unet.routes) == {REFERENCE, "onnxruntime:fp32"}
+        after, info_after = _generate(services)
+        assert _max_diff(after, before) <= PIXEL_TOLERANCE, "the switch changed the picture beyond the tolerance"
+        measured = json.loads((data / "cache" / "calibration.json").read_text())
+        unet_shapes = {key: routes for key, routes in measured["times"].items() if "|unet|" in key}
+        assert len(unet_shapes) == 1
+        times = next(iter(unet_shapes.values()))
+        assert set(times) == {REFERENCE, "onnxruntime:fp32"}
+        fastest = min(times, key=lambda name: min(times[name]))  # the policy compares the fastest call of each
+        assert unet.last_route == fastest, f"ran {unet.last_route} ({unet.used}) though {times} were measured"
+        expected_info = None if fastest == REFERENCE else "Backend: onnxruntime fp32"
+        assert expected_info is None or expected_info in info_after
+        assert all(error <= ROUTE_TOLERANCE for error in measured["errors"][next(iter(measured["errors"]))].values())
+        exported = {path: path.stat().st_mtime_ns for path in (data / "cache" / "onnx").rglob("*.onnx")}
+        assert len(exported) == 2  # UNet and VAE decoder
+    finally:
+        gate.set()
+        record.remove(loaded.pipe)
+    assert not isinstance(loaded.pipe.unet, ComponentWrapper)
+
+    # a restart: same data dir, new process state. The export is read back (not written again) and the saved
+    # measurements decide at once: no reference run at the calibrated shape.
+    monkeypatch.setattr(OnnxRuntimeBackend, "build_graphs", real_build)
+    restarted = _services(tiny_models_dir, data)
+    setup2 = install(restarted)
+    loaded2 = restarted.manager.ensure_loaded("tiny-sd")
+    record2 = setup2.applied[loaded2.pipe]
+    try:
+        assert record2.adaptive is not None and record2.adaptive.export is not None
+        assert record2.adaptive.export.wait(120)
+        assert {path: path.stat().st_mtime_ns for path in exported} == exported, "the export was written again"
+        unet2 = loaded2.pipe.unet
+        calls: list[list[str]] = []
+        policy = unet2.policy
+        real_decide = policy.decide
+        monkeypatch.setattr(policy, "decide", lambda *args: calls.append(real_decide(*args).run) or real_decide(*args))
+        again, _ = _generate(restarted)
+        assert calls and all(run == [fastest] for run in calls[:-1]), calls  # the UNet calls: no calibration
+        assert _max_diff(again, after) <= PIXEL_TOLERANCE
+    finally:
+        record2.remove(loaded2.pipe)
+
+
+def test_bf16_route_is_checked_against_fp32_on_the_same_inputs(tiny_models_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a native-bf16 CPU the bf16 copy runs from the first call; its error against fp32 is measured on that
+    call, and it is used only within the tolerance (the tiny random model is measured, whatever it gives)."""
+    monkeypatch.setattr(auto, "AUTO_MIN_UNET_PARAMS", 0)
+    monkeypatch.setattr("modules.backends.setup.installed_backends", lambda: set())
+    monkeypatch.setattr("modules.backends.setup.probe_cpu", lambda: BF16)
+    services = _services(tiny_models_dir, tmp_path / "data", precision="autocast")
+    setup = install(services)
+    loaded = services.manager.ensure_loaded("tiny-sd")
+    record = setup.applied[loaded.pipe]
+    try:
+        unet = loaded.pipe.unet
+        assert isinstance(unet, AdaptiveUNet) and set(unet.routes) == {REFERENCE, "torch:bf16"}, (record, unet.dtype)
+        assert record.adaptive is not None and record.adaptive.export is None
+        _, info = _generate(services)
+        errors = json.loads((tmp_path / "data" / "cache" / "calibration.json").read_text())["errors"]
+        unet_error = next(value for key, value in errors.items() if key.endswith("|unet"))["torch:bf16"]
+        if unet_error <= ROUTE_TOLERANCE:
+            assert unet.main_route().name in (REFERENCE, "torch:bf16")
+        else:
+            assert unet.last_route == REFERENCE and "bf16" not in info.split("VAE backend")[0]
+        sample = torch.randn(2, 4, 8, 8)
+        states = torch.randn(2, 77, 32)
+        residuals = {"mid_block_additional_residual": torch.full((2, 64, 4, 4), 0.5)}
+        with torch.no_grad():
+            out = unet(sample, 10, states, **residuals).sample
+            expected = unet.original(sample, 10, states, **residuals).sample
+        assert unet.last_route == REFERENCE and torch.equal(out, expected)  # ControlNet inputs: the fp32 original
+    finally:
+        record.remove(loaded.pipe)
+
+
+def test_job_progress_text_carries_the_status_sources() -> None:
+    """The generation service joins its status sources into each step's ``textinfo`` (the job's progress text)."""
+    from modules.processing.service import _control_for
+
+    reports: list[dict[str, Any]] = []
+    ctx = SimpleNamespace(report=lambda step, total, **kwargs: reports.append({"step": step, **kwargs}),
+                          should_stop=lambda: False, consume_skip=lambda: False)
+    sources = [lambda: "UNet on torch bf16; OpenVINO bf16 export running in the background (12 s)", lambda: None]
+    control = _control_for(ctx, Settings(CmdFlags(), Options()), sources)
+    control.on_step(1, 4, torch.zeros(1, 4, 8, 8))
+    assert reports[0]["textinfo"] == "UNet on torch bf16; OpenVINO bf16 export running in the background (12 s)"
+    _control_for(ctx, Settings(CmdFlags(), Options()), [lambda: None]).on_step(2, 4, torch.zeros(1, 4, 8, 8))
+    assert reports[1]["textinfo"] is None
