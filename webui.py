@@ -9,12 +9,14 @@ in the queue; nothing on a request path imports heavy modules.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
 from modules.core.settings import Settings
 from modules.jobs import Job, JobQueue, JobStore
@@ -51,9 +53,10 @@ def build_services(settings: Settings) -> Services:
                      model_of=lambda job: job_model(holder["services"], job),
                      fairness_seconds=lambda: settings.options.worker_fairness_seconds)
     services = Services(settings=settings, job_store=job_store, queue=queue, samplers=build_default_registry(),
-                        catalog=catalog, image_store=image_store)
+                        catalog=catalog, image_store=image_store,
+                        cpu_work=CpuWork(settings.limits.cpu_workers))
     holder["services"] = services
-    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, new["job_retention_count"]))
+    settings.option_listeners.append(lambda old, new: _apply_retention(job_store, settings.options.job_retention_count))
     return services
 
 
@@ -147,7 +150,7 @@ def wire_processing_core(services: Services) -> None:
     services.extras = extras
     services.register_runner("extras", extras.run_job)
     # 5. ControlNet: units from alwayson_scripts, IP-Adapter patches undone when a run ends
-    controlnet = ControlNetService(settings.model_paths.controlnet)
+    controlnet = ControlNetService(settings.model_paths.controlnet, limits=settings.limits)
     generation.customizers.append(controlnet.customize)
     processor.finalizers.append(controlnet.finalize)
     services.controlnet = controlnet
@@ -253,10 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def extension_flags(arguments: Sequence[str]) -> Callable[[Any], None]:
+def extension_flags(arguments: Sequence[str]) -> Callable[[argparse.ArgumentParser], None]:
     """Adds the flags extensions declare in their ``preload.py`` to the command-line parser."""
 
-    def extend(parser: Any) -> None:
+    def extend(parser: argparse.ArgumentParser) -> None:
         from modules.core.paths import REPO_ROOT
         from modules.extensions.preload import preload_extensions
 

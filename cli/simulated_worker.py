@@ -2,9 +2,10 @@
 
 Used by ``cli/bench.py --workers`` and by the cluster tests. A job's payload says ``steps`` (default 4),
 ``step_seconds`` (default the runtime's), ``model`` (the checkpoint it would need: the worker "loads" it, which
-takes ``load_seconds``), and optionally ``pause_file``: the runtime waits before its first step until that file
-exists, so a test can act on a job it knows is running. The result names the worker, its pid and the attempt,
-and one result file (``000.txt``) goes back to the API process like a generated image would.
+takes ``load_seconds``), ``previews`` (report a small preview image with every step), and optionally
+``pause_file``: the runtime waits before its first step until that file exists, so a test can act on a job it
+knows is running. The result names the worker's pid and the attempt, and one result file (``000.txt``) goes back
+to the API process like a generated image would.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
+from PIL import Image
 
 from modules.jobs.context import JobContext
 from modules.jobs.models import Job
@@ -47,7 +50,8 @@ class SleepRuntime:
                 break
             time.sleep(step_seconds)
             done = step
-            ctx.report(step, steps, textinfo=f"step {step}")
+            preview = Image.new("RGB", (8, 8), (step * 10 % 256, 0, 0)) if payload.get("previews") else None
+            ctx.report(step, steps, textinfo=f"step {step}", preview=preview)
         text = f"{job.id} attempt {job.attempt} pid {os.getpid()}"
         return RemoteReply(result={"images": ["000.txt"], "pid": os.getpid(), "attempt": job.attempt,
                                    "steps_done": done, "model": model if isinstance(model, str) else None},

@@ -69,6 +69,7 @@ function executeCallbacks(queue, arg) {
 var easelRuntime = {
   loaded: false,
   premounting: false,
+  timings: {},
   optionsKnown: false,
   afterUpdateTimer: null,
   observer: null,
@@ -217,6 +218,12 @@ function easelAnnounceOptions() {
   Object.assign(opts, easelPendingOptions);
   executeCallbacks(optionsAvailableCallbacks);
   executeCallbacks(optionsChangedCallbacks);
+  // Extension scripts watch the page with their own MutationObservers (or onUiUpdate) and check `opts` when
+  // something changes; the page may be idle by now, so one element is added to tell them to look again.
+  const marker = document.createElement("span");
+  marker.id = "easel_options_ready";
+  marker.hidden = true;
+  gradioApp().appendChild(marker);
 }
 
 if (window.__easel_options) easelSetOptions(window.__easel_options);
@@ -269,6 +276,7 @@ function easelUiLoaded() {
   if (easelRuntime.loaded) return;
   easelRuntime.loaded = true;
   easelRuntime.premounting = false;
+  easelRuntime.timings.loaded = performance.now();
   executeCallbacks(uiLoadedCallbacks);
   easelCheckTab();
   if (!easelRuntime.afterUpdateTimer) easelRuntime.afterUpdateTimer = setTimeout(easelAfterUiUpdate, 200);
@@ -291,6 +299,46 @@ function easelWaitFor(check, timeoutMs) {
       setTimeout(poll, 25);
     })();
   });
+}
+
+function easelOwnTabButtons(tabs) {
+  return Array.from(tabs.querySelectorAll("button[role=tab]")).filter(function (button) {
+    return button.closest(".tabs") === tabs && !button.closest(".visually-hidden");
+  });
+}
+
+function easelPanelEmpty(button) {
+  const panel = button.getAttribute("aria-controls");
+  const item = panel && document.getElementById(panel);
+  return !item || !item.querySelector(".block, input, textarea, button");
+}
+
+// Shows each tab of one tab group once, then the one that was selected.
+async function easelMountTabGroup(buttons) {
+  const first = buttons.find(function (b) { return b.getAttribute("aria-selected") === "true"; }) || buttons[0];
+  let clicked = false;
+  for (const button of buttons) {
+    if (button === first || button.disabled || !easelPanelEmpty(button)) continue;
+    clicked = true;
+    button.click();
+    await easelWaitFor(function () { return !easelPanelEmpty(button); }, 5000);
+  }
+  if (clicked && first) {
+    first.click();
+    await easelWaitFor(function () { return first.getAttribute("aria-selected") === "true"; }, 3000);
+  }
+}
+
+// Tab groups inside tabs (and tabs that appear once those are shown): a few rounds, each showing only the
+// tabs whose panels are still empty.
+async function easelMountNestedTabs() {
+  for (let round = 0; round < 3; round++) {
+    const groups = Array.from(gradioApp().querySelectorAll(".tabs")).filter(function (tabs) {
+      return tabs.id !== "tabs" && easelOwnTabButtons(tabs).some(easelPanelEmpty);
+    });
+    if (!groups.length) return;
+    for (const tabs of groups) await easelMountTabGroup(easelOwnTabButtons(tabs));
+  }
 }
 
 async function easelMountAllTabs() {
@@ -339,7 +387,10 @@ function easelCheckLoaded() {
   const app = gradioApp();
   if (!easelLoadedSentinels.every(function (selector) { return app.querySelector(selector); })) return;
   easelRuntime.premounting = true;
-  easelMountAllTabs().then(easelMountAccordions)
+  easelRuntime.timings.firstTab = performance.now();
+  easelMountAllTabs().then(easelMountNestedTabs)
+    .then(function () { easelRuntime.timings.tabs = performance.now(); return easelMountAccordions(); })
+    .then(easelMountNestedTabs)
     .catch(function (error) { console.error("showing the tabs failed", error); })
     .then(easelUiLoaded);
 }

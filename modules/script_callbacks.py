@@ -18,9 +18,10 @@ from modules.extensions.callbacks import (
     ImageGridLoopParams,
     ImageSaveParams,
 )
+from modules.processing.processor import ExtraNoise as ExtraNoiseParams
 
 __all__ = ["AfterCFGCallbackParams", "BeforeTokenCounterParams", "CFGDenoisedParams", "CFGDenoiserParams",
-           "ImageGridLoopParams", "ImageSaveParams"]
+           "ExtraNoiseParams", "ImageGridLoopParams", "ImageSaveParams"]
 
 Callback = Callable[..., Any]
 

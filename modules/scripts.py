@@ -44,6 +44,10 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module(f"modules.{name}")  # A1111's modules.scripts imports these
+    if name in ("list_scripts", "list_files_with_name", "ScriptFile"):
+        from modules.extensions import a1111_extensions
+
+        return getattr(a1111_extensions, name)
     if name == "scripts_data":
         service = _scripts_service()
         return [] if service is None else [*service.scripts(False), *service.scripts(True)]

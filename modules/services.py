@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from modules.core import cancellation
+from modules.core.cpu_work import CpuWork
 from modules.core.errors import EaselError
+from modules.core.limits import DEFAULT_CPU_WORKERS, Limits
 from modules.core.settings import Settings
 from modules.jobs import Job, JobContext, JobQueue, JobStore
 from modules.models.catalog import CheckpointCatalog
@@ -93,9 +95,10 @@ class ScriptsApi(Protocol):
 
     def extensions_info(self) -> list[dict[str, object]]: ...
 
-    def extension_status(self) -> list[dict[str, Any]]: ...
+    def extension_status(self) -> list[dict[str, object]]: ...
 
-    def validate(self, params: object) -> list[object]: ...
+    def validate(self, params: object, *, limits: Limits | None = None, init_sizes: list[tuple[int, int]] | None = None
+                 ) -> list[object]: ...
 
 
 class UpscalersApi(Protocol):
@@ -133,7 +136,7 @@ class ControlNetApi(Protocol):
     def detect(self, module: str, images: list[str], resolution: int = -1, threshold_a: float = -1,
                threshold_b: float = -1) -> dict[str, object]: ...
 
-    def attach(self, run: ProcessingRun, raw_units: list[Any], field_prefix: str = "controlnet"
+    def attach(self, run: ProcessingRun, raw_units: list[object], field_prefix: str = "controlnet"
                ) -> Sequence[object]: ...
 
 
@@ -177,6 +180,7 @@ class Services:
     script_dirs: list[Path] | None = None  # built-in scripts folders (default: <repo>/scripts)
     extension_roots: list[Path] | None = None  # extension folders (default: <repo>/extensions)
     ui_mounted: bool = False
+    cpu_work: CpuWork = field(default_factory=lambda: CpuWork(DEFAULT_CPU_WORKERS))  # request-side CPU work
     # Built by the warm-up thread:
     device: DeviceService | None = None
     manager: ModelManagerService | None = None

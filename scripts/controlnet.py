@@ -7,13 +7,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import field_validator
+
 import modules.scripts as scripts
+from modules.controlnet.units import ControlNetUnit
+from modules.extensions.script_args import ScriptArgs, argument_error
 
 MAX_UNITS = 3
 
 
+class ControlNetArgs(ScriptArgs):
+    """One sd-webui-controlnet unit (a dict, or a unit object from the UI) per slot; null for an empty slot."""
+
+    unit_0: Any = None
+    unit_1: Any = None
+    unit_2: Any = None
+
+    @field_validator("unit_0", "unit_1", "unit_2", mode="before")
+    @classmethod
+    def _unit(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            ControlNetUnit.model_validate(value)  # types and ranges; the service reads the dict itself
+        elif value is not None and not hasattr(value, "module"):
+            raise ValueError(f"expected a ControlNet unit object, not {type(value).__name__}")
+        return value
+
+
 class Script(scripts.Script):
     sorting_priority = -10
+    api_args = ControlNetArgs
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        for index, unit in enumerate((args.unit_0, args.unit_1, args.unit_2)):
+            resolution = unit.get("processor_res", -1) if isinstance(unit, dict) else getattr(unit, "processor_res", -1)
+            if isinstance(resolution, int) and resolution > limits.max_processor_res:
+                raise argument_error("alwayson_scripts.controlnet.args", index, "processor_res",
+                                     f"{resolution} asked; allowed: -1 (default) or 1..{limits.max_processor_res} "
+                                     "(--max-processor-res)")
 
     def title(self) -> str:
         return "ControlNet"

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import math
 from copy import copy
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
+from pydantic import Field
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import Processed, fix_seed, process_images
+
+MAX_LOOPS = 10000
+"""The declaration's bound; the limit in force is --max-job-images (one image per loop)."""
+
+
+class LoopbackArgs(ScriptArgs):
+    loops: int = Field(4, ge=1, le=MAX_LOOPS)
+    final_denoising_strength: float = Field(0.5, ge=0.0, le=1.0)
+    denoising_curve: Literal["Aggressive", "Linear", "Lazy"] = "Linear"
+    append_interrogation: Literal["None"] = "None"
 
 
 def strength_at(loop: int, loops: int, initial: float, final: float, curve: str) -> float:
@@ -30,8 +42,15 @@ def strength_at(loop: int, loops: int, initial: float, final: float, curve: str)
 
 
 class Script(scripts.Script):
+    api_args = LoopbackArgs
+
     def title(self) -> str:
         return "Loopback"
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        if args.loops > limits.max_job_images:
+            raise argument_error("script_args", 0, "loops", f"{args.loops} loops asked; the limit is "
+                                                            f"{limits.max_job_images} (--max-job-images)")
 
     def show(self, is_img2img: bool) -> bool:
         return is_img2img

@@ -4,18 +4,45 @@ API wrapper (argument order: pixels, mask_blur, inpainting_fill, direction)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 import modules.scripts as scripts
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import Processed, process_images
 from modules.processing.outpaint import DIRECTIONS, finish_outpaint, prepare_outpaint
 
 FILL_MODES = ("fill", "original", "latent noise", "latent nothing")
+Direction = Literal["left", "right", "up", "down"]
+FillMode = Literal["fill", "original", "latent noise", "latent nothing"]
+MAX_PIXELS_TO_EXPAND = 2048
+"""The declaration's bound; the grown canvas is also checked against --max-output-pixels."""
+
+
+class PoorMansOutpaintingArgs(ScriptArgs):
+    pixels: int = Field(128, ge=8, le=MAX_PIXELS_TO_EXPAND)
+    mask_blur: int = Field(4, ge=0, le=256)
+    inpainting_fill: FillMode | Annotated[int, Field(ge=0, le=len(FILL_MODES) - 1)] = "fill"
+    direction: list[Direction] = Field(default_factory=lambda: ["left", "right"], min_length=1, max_length=4)
 
 
 class Script(scripts.Script):
+    api_args = PoorMansOutpaintingArgs
+
     def title(self) -> str:
         return "Poor man's outpainting"
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        if not init_sizes:
+            return
+        width, height = init_sizes[0]
+        width += args.pixels * sum(side in args.direction for side in ("left", "right"))
+        height += args.pixels * sum(side in args.direction for side in ("up", "down"))
+        if width * height > limits.max_output_pixels:
+            raise argument_error("script_args", 0, "pixels",
+                                 f"the grown canvas of {width}x{height} = {width * height} pixels is over the "
+                                 f"limit of {limits.max_output_pixels} pixels (--max-output-pixels)")
 
     def show(self, is_img2img: bool) -> bool:
         return is_img2img

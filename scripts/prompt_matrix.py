@@ -8,19 +8,49 @@ square``. Positional ``script_args``: ``[put_at_start, different_seeds, prompt_t
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
+from pydantic import Field
 
 import modules.scripts as scripts
 from modules import images, shared
 from modules.core.errors import UserInputError
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import fix_seed, process_images
+
+MAX_OPTIONAL_PARTS = 16
+"""2**16 combinations is already far beyond any sensible grid; --max-job-images usually stops earlier."""
+
+
+class PromptMatrixArgs(ScriptArgs):
+    put_at_start: bool = False
+    different_seeds: bool = False
+    prompt_type: Literal["positive", "negative"] = "positive"
+    variations_delimiter: Literal["comma", "space"] = "comma"
+    margin_size: int = Field(0, ge=0, le=500)
+
+
+def combination_count(prompt: str, limit: int) -> int:
+    """Images the matrix renders for ``prompt``; a 422 on the prompt field when over ``limit``."""
+    optional = len(prompt.split("|")) - 1
+    count = 1 << min(optional, MAX_OPTIONAL_PARTS + 1)
+    if optional > MAX_OPTIONAL_PARTS or count > limit:
+        raise UserInputError("prompt", f"{optional} '|' parts make {'over ' if optional > MAX_OPTIONAL_PARTS else ''}"
+                                       f"{count} combinations; the limit is {limit} images per job "
+                                       "(--max-job-images)")
+    return count
 
 
 class Script(scripts.Script):
+    api_args = PromptMatrixArgs
+
     def title(self) -> str:
         return "Prompt matrix"
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        prompt = request.prompt if args.prompt_type == "positive" else request.negative_prompt
+        combination_count(prompt if isinstance(prompt, str) else "", limits.max_job_images)
 
     def ui(self, is_img2img: bool) -> list[Any]:
         put_at_start = gr.Checkbox(label="Put variable parts at start of prompt", value=False)
@@ -34,9 +64,10 @@ class Script(scripts.Script):
             variations_delimiter: str = "comma", margin_size: int = 0) -> Any:
         fix_seed(p)
         if prompt_type not in ("positive", "negative"):
-            raise UserInputError("script_args[2] (prompt_type)",
+            raise argument_error("script_args", 2, "prompt_type",
                                  f"must be 'positive' or 'negative', not {prompt_type!r}")
         original = p.prompt if prompt_type == "positive" else p.negative_prompt
+        combination_count(original, 1 << MAX_OPTIONAL_PARTS)
         parts = [part.strip() for part in original.split("|")]
         base, optional = parts[0], parts[1:]
         joiner = ", " if variations_delimiter == "comma" else " "

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import shlex
 from copy import copy
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
+from pydantic import Field, ValidationError
 
 import modules.scripts as scripts
 from modules import shared
 from modules.core.errors import UserInputError
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import Processed, fix_seed, process_images
+from modules.processing.params import check_limits
+
+MAX_PROMPT_TXT_CHARS = 1_000_000
+PROMPT_TXT_INDEX = 3
+
+
+class PromptsFromFileArgs(ScriptArgs):
+    checkbox_iterate: bool = False
+    checkbox_iterate_batch: bool = False
+    prompt_position: Literal["start", "end"] = "start"
+    prompt_txt: str = Field("", max_length=MAX_PROMPT_TXT_CHARS)
 
 
 def _bool(text: str) -> bool:
@@ -52,13 +65,52 @@ def parse_line(line: str) -> dict[str, Any]:
         while index < len(tokens) and not tokens[index].startswith("--"):
             values.append(tokens[index])
             index += 1
-        result[key] = FIELDS[key](" ".join(values))
+        try:
+            result[key] = FIELDS[key](" ".join(values))
+        except ValueError as exc:
+            raise ValueError(f"--{key}: {exc}") from None
     return result
 
 
+def parse_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-empty line parsed; a bad line is a 422 naming the prompt_txt argument and the line."""
+    jobs = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            jobs.append(parse_line(line))
+        except ValueError as exc:
+            raise argument_error("script_args", PROMPT_TXT_INDEX, "prompt_txt", f"line {number}: {exc}") from None
+    return jobs
+
+
 class Script(scripts.Script):
+    api_args = PromptsFromFileArgs
+
     def title(self) -> str:
         return "Prompts from file or textbox"
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        """Each line's fields are checked as if they were the request's own (types, ranges, limits)."""
+        base = request.model_dump(exclude_unset=True)
+        fields = type(request).model_fields
+        total = 0
+        for number, job in enumerate(parse_lines(args.prompt_txt), start=1):
+            merged = {**base, **{key: value for key, value in job.items() if key in fields}}
+            try:
+                line_params = type(request).model_validate(merged)
+                check_limits(line_params, limits)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first.get("loc", ()))
+                raise argument_error("script_args", PROMPT_TXT_INDEX, "prompt_txt",
+                                     f"line {number}: {where}: {first.get('msg')}") from None
+            except UserInputError as exc:
+                raise argument_error("script_args", PROMPT_TXT_INDEX, "prompt_txt",
+                                     f"line {number}: {exc.message}") from None
+            total += line_params.total_images
+        limits.check_images("script_args[3]", total, "images (all lines together)")
 
     def ui(self, is_img2img: bool) -> list[Any]:
         checkbox_iterate = gr.Checkbox(label="Iterate seed every line", value=False)
@@ -69,11 +121,7 @@ class Script(scripts.Script):
 
     def run(self, p: Any, checkbox_iterate: bool = False, checkbox_iterate_batch: bool = False,
             prompt_position: str = "start", prompt_txt: str = "") -> Any:
-        lines = [line for line in (prompt_txt or "").splitlines() if line.strip()]
-        try:
-            jobs = [parse_line(line) for line in lines]
-        except ValueError as exc:  # a line the user wrote: a 422 naming the argument, not a 500
-            raise UserInputError("script_args[3] (prompt_txt)", str(exc)) from None
+        jobs = parse_lines(prompt_txt)
         if checkbox_iterate or checkbox_iterate_batch:
             fix_seed(p)
         shared.state.job_count = sum(job.get("n_iter", p.n_iter) for job in jobs)

@@ -7,15 +7,34 @@ info text, ``upscaler`` is a name ("Lanczos", "Nearest", a registered upscaler) 
 
 from __future__ import annotations
 
+import math
 from copy import copy
 from typing import Any
 
 import gradio as gr
+from pydantic import Field
 
 import modules.scripts as scripts
 from modules import images, shared
-from modules.core.errors import UserInputError
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import Processed, fix_seed, process_images
+
+MAX_SCALE = 16.0
+"""The declaration's bound; the limit in force is --max-output-pixels on the upscaled image."""
+
+
+class SDUpscaleArgs(ScriptArgs):
+    info: str | None = Field("", max_length=100_000, description="the UI's note; ignored")
+    overlap: int = Field(64, ge=0, le=2048)
+    upscaler_index: int | str = Field("Lanczos", description="an upscaler name or an index into the upscalers")
+    scale_factor: float = Field(2.0, ge=1.0, le=MAX_SCALE)
+
+
+def tile_count(width: int, height: int, tile_w: int, tile_h: int, overlap: int) -> int:
+    """Tiles :func:`modules.images.split_grid` cuts an image of ``width x height`` into."""
+    cols = max(1, math.ceil((width - overlap) / max(1, tile_w - overlap)))
+    rows = max(1, math.ceil((height - overlap) / max(1, tile_h - overlap)))
+    return cols * rows
 
 
 def upscaler_name(value: Any) -> str:
@@ -23,19 +42,40 @@ def upscaler_name(value: Any) -> str:
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
         index = int(value)
         if not 0 <= index < len(names):
-            raise UserInputError("script_args[2] (upscaler_index)",
+            raise argument_error("script_args", 2, "upscaler_index",
                                  f"SD upscale: upscaler index {index} out of range 0..{len(names) - 1}")
         return names[index]
     for name in names:
         if name.lower() == str(value).lower():
             return name
-    raise UserInputError("script_args[2] (upscaler_index)",
+    raise argument_error("script_args", 2, "upscaler_index",
                          f"SD upscale: upscaler {value!r} not found; available: {', '.join(names)}")
 
 
 class Script(scripts.Script):
+    api_args = SDUpscaleArgs
+
     def title(self) -> str:
         return "SD upscale"
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        upscaler_name(args.upscaler_index)
+        if args.overlap >= min(request.width, request.height):
+            raise argument_error("script_args", 1, "overlap", f"{args.overlap} must be below the tile size "
+                                                              f"(width x height: {request.width}x{request.height})")
+        if not init_sizes:
+            return
+        width, height = (round(side * args.scale_factor) for side in init_sizes[0])
+        pixels = width * height
+        if pixels > limits.max_output_pixels:
+            raise argument_error("script_args", 3, "scale_factor",
+                                 f"x{args.scale_factor:g} makes {width}x{height} = {pixels} pixels; the limit is "
+                                 f"{limits.max_output_pixels} pixels (--max-output-pixels)")
+        tiles = tile_count(width, height, request.width, request.height, args.overlap)
+        if tiles > limits.max_job_images:
+            raise argument_error("script_args", 3, "scale_factor",
+                                 f"{tiles} tiles of {request.width}x{request.height}; the limit is "
+                                 f"{limits.max_job_images} per job (--max-job-images)")
 
     def show(self, is_img2img: bool) -> bool:
         return is_img2img

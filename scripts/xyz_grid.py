@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from pydantic import Field
 
 import modules.scripts as scripts
 from modules import images, shared
 from modules.core.errors import UserInputError
+from modules.extensions.script_args import ScriptArgs, argument_error
 from modules.processing import Processed, fix_seed, process_images
 
 RE_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)(?:\s*\(([+-]?\d+)\s*\))?\s*$")
@@ -240,6 +242,11 @@ def _split_csv(text: str) -> list[str]:
     return [item.strip() for row in rows for item in row if item.strip()]
 
 
+def _check_count(count: int) -> None:
+    if count > MAX_AXIS_VALUES:
+        raise ValueError(f"{count} values on one axis; at most {MAX_AXIS_VALUES}")
+
+
 def _int_values(items: list[str]) -> list[int]:
     result: list[int] = []
     for item in items:
@@ -247,11 +254,14 @@ def _int_values(items: list[str]) -> list[int]:
         ranged = RE_RANGE.match(item)
         if counted:
             start, end, count = int(counted[1]), int(counted[2]), int(counted[3])
+            _check_count(len(result) + count)
             result.extend(round(start + (end - start) * i / max(1, count - 1)) for i in range(count))
         elif ranged:
             start, end = int(ranged[1]), int(ranged[2])
             step = int(ranged[3]) if ranged[3] else (1 if end >= start else -1)
-            result.extend(range(start, end + (1 if step > 0 else -1), step))
+            values = range(start, end + (1 if step > 0 else -1), step)
+            _check_count(len(result) + len(values))
+            result.extend(values)
         else:
             result.append(int(float(item)))
     return result
@@ -264,10 +274,14 @@ def _float_values(items: list[str]) -> list[float]:
         ranged = RE_RANGE_FLOAT.match(item)
         if counted:
             start, end, count = float(counted[1]), float(counted[2]), int(counted[3])
+            _check_count(len(result) + count)
             result.extend(round(start + (end - start) * i / max(1, count - 1), 6) for i in range(count))
         elif ranged and "-" in item.strip()[1:]:
             start, end = float(ranged[1]), float(ranged[2])
             step = float(ranged[3]) if ranged[3] else (1.0 if end >= start else -1.0)
+            if step == 0 or (end - start) / step < 0:
+                raise ValueError(f"range {item!r} never reaches its end with step {step:g}")
+            _check_count(len(result) + int((end - start) / step) + 1)
             value = start
             while (step > 0 and value <= end + 1e-9) or (step < 0 and value >= end - 1e-9):
                 result.append(round(value, 6))
@@ -299,20 +313,117 @@ def parse_values(axis: Axis, text: str, dropdown: list[Any] | None = None, argum
     return axis.prepare(values) if axis.prepare is not None else values
 
 
-# Positions of the type and values arguments in ``script_args`` (A1111's order), for the messages of 422s.
-_ARGUMENTS = (("script_args[0] (x_type)", "script_args[1] (x_values)"),
-              ("script_args[3] (y_type)", "script_args[4] (y_values)"),
-              ("script_args[6] (z_type)", "script_args[7] (z_values)"))
+MAX_VALUES_CHARS = 100_000
+DropdownValues = list[str | int | float] | None
+
+
+class XYZArgs(ScriptArgs):
+    """Axis types are an index into :data:`AXES` or an axis name; values are checked by :meth:`Script.check_args`."""
+
+    x_type: int | str = 1
+    x_values: str = Field("", max_length=MAX_VALUES_CHARS)
+    x_values_dropdown: DropdownValues = None
+    y_type: int | str = 0
+    y_values: str = Field("", max_length=MAX_VALUES_CHARS)
+    y_values_dropdown: DropdownValues = None
+    z_type: int | str = 0
+    z_values: str = Field("", max_length=MAX_VALUES_CHARS)
+    z_values_dropdown: DropdownValues = None
+    draw_legend: bool = True
+    include_lone_images: bool = False
+    include_sub_grids: bool = False
+    no_fixed_seeds: bool = False
+    vary_seeds_x: bool = False
+    vary_seeds_y: bool = False
+    vary_seeds_z: bool = False
+    margin_size: int = Field(0, ge=0, le=500)
+    csv_mode: bool = False
+
+
+AXIS_NAMES = ("x", "y", "z")
+MAX_AXIS_VALUES = 100_000
+"""Parsing stops here even before --max-job-images is compared ("1-999999999" must not build a list first)."""
+
+
+def axes_and_values(types: list[Any], texts: list[str], dropdowns: list[Any], is_img2img: bool
+                    ) -> tuple[list[Axis], list[list[Any]]]:
+    """Find every axis and parse its values; a 422 naming the type or values argument that is wrong."""
+    axes: list[Axis] = []
+    values: list[list[Any]] = []
+    for index, (kind, text, dropdown) in enumerate(zip(types, texts, dropdowns, strict=True)):
+        name = AXIS_NAMES[index]
+        try:
+            axis = find_axis(kind, is_img2img)
+        except UserInputError as exc:
+            raise argument_error("script_args", 3 * index, f"{name}_type", exc.reason) from None
+        try:
+            parsed = parse_values(axis, text, dropdown)
+        except UserInputError as exc:
+            raise argument_error("script_args", 3 * index + 1, f"{name}_values", exc.reason) from None
+        except (ValueError, OverflowError) as exc:
+            raise argument_error("script_args", 3 * index + 1, f"{name}_values", str(exc)) from None
+        axes.append(axis)
+        values.append(parsed)
+    return axes, values
+
+
+def check_axis_values(axis: Axis, values: list[Any], request: Any, limits: Any, index: int) -> None:
+    """Values that would fail the job later: Prompt S/R text absent from the prompt, steps, sizes, seeds."""
+    field, name = 3 * index + 1, f"{AXIS_NAMES[index]}_values"
+    if axis.label == "Prompt S/R" and values:
+        search = str(values[0])
+        if search not in request.prompt and search not in request.negative_prompt:
+            raise argument_error("script_args", field, name, f"Prompt S/R did not find {search!r} in the prompt "
+                                                             "or the negative prompt")
+    for value in values:
+        try:
+            if axis.label == "Steps":
+                if value < 1:
+                    raise UserInputError("steps", f"{value} steps; allowed: 1..{limits.max_steps}")
+                limits.check_steps("steps", value)
+            elif axis.label in ("Seed", "Var. seed") and not -1 <= value <= 2**32 - 1:
+                raise UserInputError("seed", f"{value} is out of range; allowed: -1 (random) or 0..4294967295")
+            elif axis.label in ("CFG Scale",) and not 0 <= value <= 100:
+                raise UserInputError("cfg_scale", f"{value} is out of range; allowed: 0..100")
+            elif axis.label in ("Var. strength", "Denoising") and not 0 <= value <= 1:
+                raise UserInputError(axis.label, f"{value} is out of range; allowed: 0..1")
+            elif axis.label == "Clip skip" and not 1 <= value <= 12:
+                raise UserInputError("clip_skip", f"{value} is out of range; allowed: 1..12")
+            elif axis.label == "Size":
+                probe = copy(request)
+                _size(probe, value, values)
+                if not (8 <= probe.width <= 4096 and 8 <= probe.height <= 4096):
+                    raise UserInputError("size", f"{value}: each side must be 8..4096")
+                limits.check_output_size("size", probe.width, probe.height)
+        except UserInputError as exc:
+            raise argument_error("script_args", field, name, exc.reason) from None
+        except ValueError as exc:
+            raise argument_error("script_args", field, name, f"{value!r}: {exc}") from None
 
 
 class Script(scripts.Script):
+    api_args = XYZArgs
+
     def title(self) -> str:
         return "X/Y/Z plot"
 
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        dropdowns = [None if args.csv_mode else args.x_values_dropdown,
+                     None if args.csv_mode else args.y_values_dropdown,
+                     None if args.csv_mode else args.z_values_dropdown]
+        axes, values = axes_and_values([args.x_type, args.y_type, args.z_type],
+                                       [args.x_values, args.y_values, args.z_values], dropdowns,
+                                       bool(request.is_img2img))
+        for index, (axis, axis_values) in enumerate(zip(axes, values, strict=True)):
+            check_axis_values(axis, axis_values, request, limits, index)
+        cells = len(values[0]) * len(values[1]) * len(values[2])
+        limits.check_images("script_args", cells * request.total_images, "images (X/Y/Z grid cells x batch)")
+
     def ui(self, is_img2img: bool) -> list[Any]:
-        # Labels, not indices: the dropdown lists only the axes Easel can sweep, and run() takes labels as well as
-        # A1111's indices (which count every axis of the tab).
-        names = [axis.label for axis in axes_for(is_img2img) if axis.apply is not None]
+        # A1111's full list for the tab, so that /sdapi/v1/script-info's choices index the axes as A1111 numbers
+        # them (clients compute axis types from it); the dropdown hands run() the label. An axis Easel cannot sweep
+        # stays listed and answers with the reason.
+        names = [axis.label for axis in axes_for(is_img2img)]
         with gr.Row():
             x_type = gr.Dropdown(label="X type", choices=names, value=names[1], type="value")
             x_values = gr.Textbox(label="X values", lines=1)
@@ -348,13 +459,10 @@ class Script(scripts.Script):
             csv_mode: bool = False) -> Any:
         if not no_fixed_seeds:
             fix_seed(p)
-        axes = [find_axis(kind, p.is_img2img, names[0])
-                for kind, names in zip((x_type, y_type, z_type), _ARGUMENTS, strict=True)]
         texts = [x_values, y_values, z_values]
         dropdowns = [None if csv_mode else x_values_dropdown, None if csv_mode else y_values_dropdown,
                      None if csv_mode else z_values_dropdown]
-        values = [parse_values(axis, text, dropdown, names[1])
-                  for axis, text, dropdown, names in zip(axes, texts, dropdowns, _ARGUMENTS, strict=True)]
+        axes, values = axes_and_values([x_type, y_type, z_type], texts, dropdowns, p.is_img2img)
         xs, ys, zs = values
         vary = (vary_seeds_x, vary_seeds_y, vary_seeds_z)
         shared.state.job_count = len(xs) * len(ys) * len(zs) * p.n_iter
@@ -376,8 +484,10 @@ class Script(scripts.Script):
                         assert axis.apply is not None  # find_axis refused the others
                         try:
                             axis.apply(pc, value, axis_values)
-                        except AxisValueError as exc:
-                            raise UserInputError(_ARGUMENTS[index][1], exc.reason) from None
+                        except (AxisValueError, ValueError) as exc:  # a user error in the values: a 422
+                            reason = exc.reason if isinstance(exc, AxisValueError) else str(exc)
+                            raise argument_error("script_args", 3 * index + 1, f"{AXIS_NAMES[index]}_values",
+                                                 reason) from None
                         if vary[index] and not no_fixed_seeds:
                             pc.seed = pc.seed + (ix, iy, iz)[index]
                     processed = process_images(pc)

@@ -10,8 +10,9 @@ def write_vae(model: Any, path: Path, *, seed: int = 123, layout: str = "ldm") -
     """A VAE with the tiny model's architecture and other (seeded random) weights, as a single .safetensors file,
     in the original LDM key layout (as shared VAEs are) or in diffusers' layout."""
     import torch
-    from modules.models.families.ldm_convert import vae_to_ldm
     from safetensors.torch import save_file
+
+    from tools.ldm_convert import vae_to_ldm
 
     torch.manual_seed(seed)
     module = type(model.pipe.vae).from_config(model.pipe.vae.config)

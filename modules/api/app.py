@@ -23,7 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 from modules.api import controlnet, internal, jobs_v2, sdapi_v1
 from modules.api.auth import AuthPolicy, BasicAuthMiddleware, exposure_warnings, parse_credentials
 from modules.api.cross_site import CrossSiteMiddleware
-from modules.api.errors import install_exception_handlers
+from modules.api.errors import install_error_schema, install_exception_handlers
 from modules.api.middleware import BodyLimitMiddleware, ReadinessMiddleware, RequestContextMiddleware
 from modules.services import Services
 
@@ -41,6 +41,7 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Easel", description=API_DESCRIPTION, version="1", docs_url="/docs", redoc_url="/redoc")
     app.state.services = services
     install_exception_handlers(app)
+    install_error_schema(app)
     app.include_router(sdapi_v1.build_router(services))
     app.include_router(jobs_v2.build_router(services))
     app.include_router(internal.build_router(services))

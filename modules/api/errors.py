@@ -10,18 +10,25 @@ own clients (which read ``errors[].loc`` to find the field) both work:
 
 Internal failures get a 500 with ``detail: "internal error"`` and a ``request_id`` that is also in the server log
 next to the traceback (see :class:`modules.api.middleware.RequestContextMiddleware`).
+
+Error bodies are always valid JSON: what a client sent is echoed only after non-finite numbers become ``null``
+and unencodable text (lone surrogates) is escaped. The OpenAPI schema declares this body (``ErrorBody``) for the
+422 of every route and as every route's ``default`` response, so schema-aware clients see what they get.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.core.errors import EaselError, StartingError, UserInputError
@@ -35,6 +42,52 @@ would otherwise make every 422 megabytes long."""
 RE_FIELD_PREFIX = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<reason>.+)$", re.DOTALL)
 
 
+class ErrorItem(BaseModel):
+    loc: list[int | str] = Field(default_factory=list, description="path to the field: [\"body\", \"seed\"]")
+    msg: str = ""
+    type: str = ""
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer (A1111's shape plus ``errors``)."""
+
+    error: str = Field(description="ValidationError, NotFound, HTTPException, InternalError...")
+    detail: str = Field(description="one sentence naming the field and what is allowed")
+    body: Any = Field("", description="the offending request body when small, else an empty string")
+    errors: list[ErrorItem] = Field(default_factory=list)
+    request_id: str | None = Field(None, description="internal errors: the id logged with the traceback")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None and unencodable strings (lone surrogates) escaped."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {json_safe(str(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if value is None or isinstance(value, bool | int):
+        return value
+    return json_safe(str(value))
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that cannot fail to encode (error bodies echo client input)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+            return json.dumps(json_safe(content), ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+
+
 def error_body(error: str, detail: str, *, body: Any = "", errors: list[dict[str, Any]] | None = None,
                **extra: Any) -> dict[str, Any]:
     """The A1111 error shape; ``extra`` keys (``request_id``) are appended."""
@@ -43,12 +96,16 @@ def error_body(error: str, detail: str, *, body: Any = "", errors: list[dict[str
 
 def error_response(status_code: int, error: str, detail: str, *, headers: dict[str, str] | None = None,
                    **kwargs: Any) -> JSONResponse:
-    return JSONResponse(error_body(error, detail, **kwargs), status_code=status_code, headers=headers)
+    return SafeJSONResponse(error_body(error, detail, **kwargs), status_code=status_code, headers=headers)
 
 
 def _loc_text(loc: Any) -> str:
-    parts = [str(part) for part in (loc or ()) if part not in ("body", "query", "path")]
-    return ".".join(parts) or "body"
+    text = ""
+    for part in loc or ():
+        if part in ("body", "query", "path"):
+            continue
+        text += f"[{part}]" if isinstance(part, int) and text else f".{part}" if text else str(part)
+    return text or "body"
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
@@ -63,8 +120,11 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 def _small_body(body: Any) -> Any:
+    if isinstance(body, bytes | bytearray):  # a body that was not JSON: echo it only as (safe) text
+        body = bytes(body[:MAX_ECHOED_BODY + 1]).decode("utf-8", "replace")
+    body = json_safe(body)
     try:
-        text = json.dumps(body)
+        text = json.dumps(body, allow_nan=False)
     except (TypeError, ValueError):
         return ""
     return body if len(text) <= MAX_ECHOED_BODY else ""
@@ -76,8 +136,7 @@ def easel_error_response(exc: EaselError) -> JSONResponse:
     if errors is None and not isinstance(exc, UserInputError):
         errors = []
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, StartingError) else None
-    return error_response(exc.status_code, detail.get("error", exc.error_name), detail.get("detail", exc.message),
-                          errors=errors, headers=headers)
+    return error_response(exc.status_code, exc.error_name, exc.message, errors=errors, headers=headers)
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
@@ -125,6 +184,42 @@ def job_error(message: str, info: dict[str, Any] | None = None) -> EaselError:
     if match and " " not in match.group("field"):
         return UserInputError(match.group("field"), match.group("reason"))
     return EaselError(message)
+
+
+def install_error_schema(app: FastAPI) -> None:
+    """Make the app's OpenAPI schema declare the error body the server really sends.
+
+    FastAPI documents its own 422 layout (``HTTPValidationError``); Easel answers :class:`ErrorBody`. The 422
+    of every route is pointed at ``ErrorBody`` and every operation gets it as its ``default`` response too
+    (404, 409, 413, 500... all share that shape).
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in error_schema.pop("$defs", {}).items():
+            components[name] = definition
+        components["ErrorBody"] = error_schema
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        reference = {"$ref": "#/components/schemas/ErrorBody"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if "422" in responses:
+                    responses["422"] = {"description": "Validation error: errors[].loc names the field",
+                                        "content": {"application/json": {"schema": reference}}}
+                responses.setdefault("default", {"description": "Error (A1111's error body)",
+                                                 "content": {"application/json": {"schema": reference}}})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_exception_handlers(app: FastAPI) -> None:

@@ -19,9 +19,10 @@ from modules.core.errors import EaselError, NotFoundError, StartingError, UserIn
 from modules.core.paths import regular_file_inside
 from modules.core.settings import Options, validate_option_changes
 from modules.jobs import Job, JobStatus
+from modules.models.vae import VaeFile, list_vaes, resolve_vae
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
-from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
 from modules.services import ScriptsApi, Services
 
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
@@ -82,6 +83,9 @@ def apply_infotext(services: Services, params: GenerationParams) -> GenerationPa
                                            skip_keys=[str(key) for key in skip] if isinstance(skip, list) else [])
     if extras.get("disable_weights_auto_swap", True):
         overrides.pop("sd_model_checkpoint", None)
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str) and not _vae_known(services, vae):
+        overrides.pop("sd_vae")  # pasted from another install: the checkpoint's own VAE, as A1111 falls back
     data = params.model_dump(exclude_unset=True)
     model_fields = type(params).model_fields
     for key, value in fields.items():
@@ -103,22 +107,6 @@ def _check_sampler(services: Services, sampler: str | None, scheduler: str | Non
         raise
 
 
-def check_checkpoint(services: Services, name: str, field: str) -> None:
-    """Refuse a checkpoint the catalog does not know (rescanning once: it may have just been copied in), and a
-    pickle checkpoint without ``--allow-pickle``: both would fail every later job if they were accepted."""
-    catalog = services.catalog
-    entry = catalog.find(name)
-    if entry is None:
-        catalog.refresh()
-        entry = catalog.find(name)
-    if entry is None:
-        available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
-        raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
-    if entry.is_pickle and not services.settings.flags.allow_pickle:
-        raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
-                                    "(pickle files can run code when loaded); convert it to .safetensors")
-
-
 def check_override_settings(services: Services, overrides: dict[str, Any]) -> None:
     if not overrides:
         return
@@ -128,14 +116,32 @@ def check_override_settings(services: Services, overrides: dict[str, Any]) -> No
         raise UserInputError(f"override_settings.{exc.field}", exc.reason) from exc
     checkpoint = overrides.get("sd_model_checkpoint")
     if checkpoint:
-        check_checkpoint(services, str(checkpoint), "override_settings.sd_model_checkpoint")
+        services.catalog.check(str(checkpoint), "override_settings.sd_model_checkpoint",
+                               allow_pickle=services.settings.flags.allow_pickle)
+    vae = overrides.get("sd_vae")
+    if isinstance(vae, str):
+        resolve_vae(vae, None, _installed_vaes(services), "override_settings.sd_vae")
 
 
-def _check_init_images(params: Img2ImgParams) -> None:
-    for index, image in enumerate(params.init_images or []):
-        decode_base64_image(image, f"init_images[{index}]")
+def _installed_vaes(services: Services) -> list[VaeFile]:
+    return list_vaes(services.settings.model_paths.vae, services.catalog.folder)
+
+
+def _vae_known(services: Services, name: str) -> bool:
+    try:
+        resolve_vae(name, None, _installed_vaes(services))
+    except UserInputError:
+        return False
+    return True
+
+
+def _check_init_images(params: Img2ImgParams, max_pixels: int) -> list[tuple[int, int]]:
+    """Decode every init image and the mask (size checked before decoding); returns the init images' sizes."""
+    sizes = [decode_base64_image(image, f"init_images[{index}]", max_pixels).size
+             for index, image in enumerate(params.init_images or [])]
     if params.mask:
-        decode_base64_image(params.mask, "mask")
+        decode_base64_image(params.mask, "mask", max_pixels)
+    return sizes
 
 
 async def prepare(services: Services, params: GenerationParams) -> GenerationParams:
@@ -152,15 +158,19 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
     check_override_settings(services, params.override_settings)
     if isinstance(params, Txt2ImgParams) and params.enable_hr and params.hr_checkpoint_name not in (
             None, "", "Use same checkpoint"):
-        check_checkpoint(services, params.hr_checkpoint_name, "hr_checkpoint_name")
+        services.catalog.check(params.hr_checkpoint_name, "hr_checkpoint_name",
+                               allow_pickle=services.settings.flags.allow_pickle)
+    limits = services.settings.limits
+    check_limits(params, limits)
+    init_sizes: list[tuple[int, int]] = []
     if isinstance(params, Img2ImgParams):
         if not params.init_images:
-            raise NotFoundError("init_images: img2img needs at least one init image (base64)")
-        await asyncio.to_thread(_check_init_images, params)
+            raise UserInputError("init_images", "img2img needs at least one init image (base64 or a data URL)")
+        init_sizes = await services.cpu_work.run(_check_init_images, params, limits.max_image_pixels)
     if params.script_name or params.alwayson_scripts:
         scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
         if scripts is not None:
-            scripts.validate(params)
+            scripts.validate(params, limits=limits, init_sizes=init_sizes)
     return params
 
 

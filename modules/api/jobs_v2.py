@@ -117,12 +117,15 @@ def _parse_submission(body: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     """(type, params, field prefix for errors) from either body form."""
     if not isinstance(body, dict):
         raise UserInputError("body", "expected a JSON object")
+    if "params" in body and not isinstance(body["params"], dict):
+        raise UserInputError("params", "must be an object holding a /sdapi/v1/txt2img or /img2img request, "
+                                       f"not {type(body['params']).__name__}")
     if isinstance(body.get("params"), dict):
         kind, params, prefix = body.get("type") or "txt2img", body["params"], "params."
     else:
         params = {key: value for key, value in body.items() if key != "type"}
         kind, prefix = body.get("type") or "txt2img", ""
-    if kind not in PARAMS_BY_KIND:
+    if not isinstance(kind, str) or kind not in PARAMS_BY_KIND:
         raise UserInputError("type", f"unknown job type {kind!r}; allowed: {', '.join(PARAMS_BY_KIND)}")
     return kind, params, prefix
 

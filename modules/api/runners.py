@@ -144,7 +144,11 @@ def run_builtin_extras(services: Services, job: Any, ctx: Any) -> dict[str, Any]
     notes: list[str] = []
     for index, (data, field) in enumerate(sources):
         ctx.check()
-        image = decode_base64_image(data, field)
+        image = decode_base64_image(data, field, services.settings.limits.max_image_pixels)
+        if str(payload.get("upscaler_1") or "None") != "None" or str(payload.get("upscaler_2") or "None") != "None":
+            size, _ = _target_size(payload, image.size)
+            services.settings.limits.check_output_size(
+                "upscaling_resize_w" if int(payload.get("resize_mode", 0)) == 1 else "upscaling_resize", *size)
         infotext, _ = read_infotext(image)
         result, notes = upscale_image(image, payload)
         name = f"{index:03d}.png"

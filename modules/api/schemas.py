@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modules.core.validation import StrictInput
 from modules.jobs import JobSummary
 from modules.processing.extras import ExtrasBatchImagesParams, ExtrasSingleImageParams
 
 
-class _Lenient(BaseModel):
+class _Lenient(StrictInput):
     """Requests ignore unknown keys (clients send fields of newer A1111 versions) and take null as default."""
 
     model_config = ConfigDict(extra="ignore")

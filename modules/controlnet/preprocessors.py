@@ -22,6 +22,7 @@ from PIL import Image
 
 from modules.core import cancellation
 from modules.core.errors import UserInputError
+from modules.core.limits import check_pixels
 
 PreprocessFn = Callable[[np.ndarray, float, float], np.ndarray]
 DEFAULT_RESOLUTION = 512
@@ -94,10 +95,19 @@ def _value(given: float, slider: Slider | None) -> float:
 
 def run_preprocessor(registry: PreprocessorRegistry, name: str | None, image: Image.Image,
                      size: tuple[int, int] | None = None, resolution: int = -1, threshold_a: float = -1,
-                     threshold_b: float = -1, field_name: str = "module") -> Image.Image:
-    """Preprocess ``image`` into an RGB control map of ``size`` (``(width, height)``; default: the input's)."""
+                     threshold_b: float = -1, field_name: str = "module", max_pixels: int | None = None,
+                     resolution_field: str = "processor_res") -> Image.Image:
+    """Preprocess ``image`` into an RGB control map of ``size`` (``(width, height)``; default: the input's).
+
+    With ``max_pixels``, the size the preprocessor would work at (the short side scaled to ``resolution``) is
+    checked before any work: a 1x4000 strip at resolution 2048 would otherwise need 2048x8192000 pixels.
+    """
     preprocessor = registry.get(name, field_name)
     cancellation.checkpoint()  # one preprocessor run is the unit of work a cancel waits for (inside a job)
+    if preprocessor.uses_resolution:
+        working = _short_side_size(image.size, resolution if resolution and resolution > 0 else DEFAULT_RESOLUTION)
+        if max_pixels is not None:
+            check_pixels(resolution_field, *working, max_pixels, "--max-image-pixels", "preprocessor working size")
     rgb = image.convert("RGB")
     size = size or rgb.size
     if preprocessor.uses_resolution:
@@ -113,9 +123,13 @@ def run_preprocessor(registry: PreprocessorRegistry, name: str | None, image: Im
     return out
 
 
+def _short_side_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    scale = resolution / max(1, min(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def _short_side(image: Image.Image, resolution: int) -> Image.Image:
-    scale = resolution / min(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = _short_side_size(image.size, resolution)
     return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
 
 

@@ -15,6 +15,7 @@ from modules.controlnet.preprocessors import PreprocessorRegistry, build_registr
 from modules.controlnet.runtime import ControlNetProvider, PreparedUnit
 from modules.controlnet.units import ControlNetUnit, units_from_alwayson
 from modules.core.errors import UserInputError
+from modules.core.limits import Limits
 from modules.processing.image_codec import decode_base64_image, encode_base64
 from modules.processing.params import GenerationParams
 from modules.processing.run import ProcessingRun
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class ControlNetService:
-    def __init__(self, folder: Path, *, cache_size: int = 2) -> None:
+    def __init__(self, folder: Path, *, cache_size: int = 2, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.catalog = ControlNetCatalog(folder, cache_size)
         self.preprocessors: PreprocessorRegistry = build_registry()
         self.image_encoders = ImageEncoderCache()
@@ -41,15 +43,17 @@ class ControlNetService:
 
     def detect(self, module: str, images: list[str], resolution: int = -1, threshold_a: float = -1,
                threshold_b: float = -1) -> dict[str, Any]:
+        self.limits.check_processor_res("controlnet_processor_res", resolution)
         self.preprocessors.get(module, "controlnet_module")
         if not images:
             raise UserInputError("controlnet_input_images", "no input images")
         results = []
         for index, data in enumerate(images):
-            image = decode_base64_image(data, f"controlnet_input_images[{index}]")
+            image = decode_base64_image(data, f"controlnet_input_images[{index}]", self.limits.max_image_pixels)
             detected = run_preprocessor(self.preprocessors, module, image, resolution=resolution,
                                         threshold_a=threshold_a, threshold_b=threshold_b,
-                                        field_name="controlnet_module")
+                                        field_name="controlnet_module", max_pixels=self.limits.max_image_pixels,
+                                        resolution_field="controlnet_processor_res")
             results.append(encode_base64(detected))
         return {"images": results, "info": "Success"}
 
@@ -68,11 +72,12 @@ class ControlNetService:
             unit = self._parse(raw, f"{field_prefix}[{index}]")
             if unit is None or not unit.enabled or unit.model in ("", NONE_MODEL):
                 continue
+            self.limits.check_processor_res(f"{field_prefix}[{index}].processor_res", unit.processor_res)
             file = self.catalog.find(unit.model, f"{field_prefix}[{index}].model")
             self.preprocessors.get(unit.module, f"{field_prefix}[{index}].module")
             data = unit.image_data()
             if data is not None:
-                source = decode_base64_image(data, f"{field_prefix}[{index}].image")
+                source = decode_base64_image(data, f"{field_prefix}[{index}].image", self.limits.max_image_pixels)
             elif run.init_images:
                 source = run.init_images[0]  # img2img: the init image is the control input
             else:

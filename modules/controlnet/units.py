@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from modules.core.validation import StrictInput
 
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 DEFAULT_PROCESSOR_RES = 512
 SCRIPT_TITLE = "controlnet"
+MAX_PROCESSOR_RES = 16384
+"""The schema's bound; the limit in force is ``--max-processor-res`` (checked before the work starts)."""
 
 
-class ControlNetUnit(BaseModel):
+class ControlNetUnit(StrictInput):
     """Keys and defaults of sd-webui-controlnet's unit; ``-1`` thresholds/resolution mean "the default"."""
 
     model_config = ConfigDict(extra="ignore")
@@ -25,9 +29,9 @@ class ControlNetUnit(BaseModel):
     image: Any = None  # base64 string, or {"image": b64, "mask": b64}
     resize_mode: str = "Crop and Resize"
     low_vram: bool = False
-    processor_res: int = -1
-    threshold_a: float = -1
-    threshold_b: float = -1
+    processor_res: int = Field(-1, ge=-1, le=MAX_PROCESSOR_RES)
+    threshold_a: float = Field(-1, ge=-1, le=1024)
+    threshold_b: float = Field(-1, ge=-1, le=1024)
     guidance_start: float = Field(0.0, ge=0.0, le=1.0)
     guidance_end: float = Field(1.0, ge=0.0, le=1.0)
     pixel_perfect: bool = False

@@ -9,9 +9,7 @@ The table with sections and meanings is ``docs/A1111-OPTIONS.md``.
 
 from __future__ import annotations
 
-from typing import Any
-
-A1111_OPTION_DEFAULTS: dict[str, Any] = {
+A1111_OPTION_DEFAULTS: dict[str, object] = {
     # Saving images/grids
     'samples_save': True,
     'samples_format': 'png',

@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -38,7 +37,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: object, indent: int = 2) -> Path:
     """Serialise ``obj`` as JSON and write it atomically (the object is serialised before the file is touched)."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False, default=str)
     return atomic_write_text(path, text + "\n")

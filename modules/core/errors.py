@@ -7,8 +7,6 @@ Every error that reaches a user derives from :class:`EaselError`; the API turns 
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class EaselError(Exception):
     """Base class of user-facing errors."""
@@ -20,7 +18,7 @@ class EaselError(Exception):
         super().__init__(message)
         self.message = message
 
-    def to_detail(self) -> dict[str, Any]:
+    def to_detail(self) -> dict[str, object]:
         return {"error": self.error_name, "detail": self.message}
 
 
@@ -35,7 +33,7 @@ class UserInputError(EaselError):
         self.field = field
         self.reason = message
 
-    def to_detail(self) -> dict[str, Any]:
+    def to_detail(self) -> dict[str, object]:
         return {
             "error": self.error_name,
             "detail": self.message,

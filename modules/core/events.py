@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -17,5 +20,5 @@ class ProgressEvent:
     total_steps: int
     batch_no: int = 0
     batch_count: int = 1
-    preview: Any | None = None
+    preview: Image.Image | None = None
     textinfo: str | None = None

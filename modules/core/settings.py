@@ -18,15 +18,25 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modules.core.a1111_options import A1111_OPTION_DEFAULTS
 from modules.core.atomic import atomic_write_json
 from modules.core.errors import UserInputError
+from modules.core.limits import (
+    DEFAULT_CPU_WORKERS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_JOB_IMAGES,
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    DEFAULT_MAX_PROCESSOR_RES,
+    DEFAULT_MAX_STEPS,
+    Limits,
+)
 from modules.core.paths import REPO_ROOT, DataPaths, ModelPaths
+from modules.core.validation import StrictInput
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,17 @@ class CmdFlags(BaseSettings):
     allow_extension_install: bool = Field(False, description="Run extensions' install.py (explicit consent)")
     api_log: bool = Field(False, description="Log every API request")
     max_request_mb: int = Field(64, ge=1, description="Largest accepted request body, in MiB")
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64 * 64,
+                                  description="Largest uploaded image, in pixels (width x height)")
+    max_output_pixels: int = Field(DEFAULT_MAX_OUTPUT_PIXELS, ge=64 * 64,
+                                   description="Largest image a job may produce (hires, upscale), in pixels")
+    max_processor_res: int = Field(DEFAULT_MAX_PROCESSOR_RES, ge=64,
+                                   description="Largest ControlNet preprocessor resolution")
+    max_job_images: int = Field(DEFAULT_MAX_JOB_IMAGES, ge=1,
+                                description="Most images one job may generate (batches, script loops, tiles)")
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=10000, description="Most sampling steps of one pass")
+    max_cpu_workers: int = Field(DEFAULT_CPU_WORKERS, ge=1, le=64,
+                                 description="Request-thread CPU work (decoding, png-info, detect) run at once")
     workers: str | None = Field(None, pattern=r"^(auto|[1-9][0-9]{0,2})$",
                                 description="Run jobs on N Ray worker processes on this machine, each with its own "
                                             "device ('auto': one per GPU, or one on a CPU-only machine)")
@@ -126,7 +147,7 @@ ParserExtension = Callable[[argparse.ArgumentParser], None]
 
 
 def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None,
-                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, Any]]:
+                extend_parser: ParserExtension | None = None) -> tuple[CmdFlags, dict[str, object]]:
     """Easel's flags and the flags ``extend_parser`` declared (name -> value or its default), parsed together:
     a flag neither declares is an error naming it."""
     parser = build_arg_parser()
@@ -149,7 +170,7 @@ def parse_flags(argv: Sequence[str] | None, environ: Mapping[str, str] | None = 
     return CmdFlags(**given), extension_flags
 
 
-class Options(BaseModel):
+class Options(StrictInput):
     """Run-time options with A1111 keys and defaults. ``section`` groups them in the UI's settings page."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -245,7 +266,7 @@ class Options(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _a1111_defaults(cls, data: Any) -> Any:
+    def _a1111_defaults(cls, data: object) -> object:
         """Every A1111 v1.10 key exists, with A1111's default unless given (typed fields keep their own)."""
         if not isinstance(data, dict):
             return data
@@ -255,12 +276,12 @@ class Options(BaseModel):
 
     @field_validator("samples_format", "grid_format", mode="before")
     @classmethod
-    def _lower_format(cls, value: Any) -> Any:
+    def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("memory_strategies", mode="before")
     @classmethod
-    def _strategies_as_list(cls, value: Any) -> Any:
+    def _strategies_as_list(cls, value: object) -> object:
         """A single name (``"auto"``, ``"vae_tiling"``) is accepted for a one-item list, as config files write it."""
         return [value] if isinstance(value, str) else value
 
@@ -274,7 +295,7 @@ class Options(BaseModel):
         return grouped
 
 
-def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Options:
+def validate_option_changes(current: Options, changes: Mapping[str, object]) -> Options:
     """Return a new :class:`Options` with ``changes`` applied, or raise a 422 naming the bad key.
 
     ``None`` for an unknown key is refused rather than stored (clients that send nulls must not poison the
@@ -295,7 +316,7 @@ def validate_option_changes(current: Options, changes: Mapping[str, Any]) -> Opt
         raise UserInputError(field, first.get("msg", "invalid value")) from exc
 
 
-def _check_a1111_type(key: str, value: Any) -> None:
+def _check_a1111_type(key: str, value: object) -> None:
     """An A1111-only option keeps the type of A1111's default (a bool stays a bool, a number a number...)."""
     default = A1111_OPTION_DEFAULTS[key]
     if default is None:
@@ -318,7 +339,7 @@ class Settings:
     """Flags + options + where they live. Options changes are saved atomically under a lock."""
 
     def __init__(self, flags: CmdFlags, options: Options, load_warnings: list[str] | None = None,
-                 extension_flags: Mapping[str, Any] | None = None) -> None:
+                 extension_flags: Mapping[str, object] | None = None) -> None:
         self.flags = flags
         self._options = options
         self._lock = threading.Lock()
@@ -327,14 +348,19 @@ class Settings:
         self.load_warnings: list[str] = list(load_warnings or [])
         # Layers above core (the extension options registry) plug in here: checks see the changes before they are
         # validated (and may raise a UserInputError naming the key); listeners see (before, after) once stored.
-        self.option_checks: list[Callable[[Mapping[str, Any]], None]] = []
-        self.option_listeners: list[Callable[[Mapping[str, Any], Mapping[str, Any]], None]] = []
+        self.option_checks: list[Callable[[Mapping[str, object]], None]] = []
+        self.option_listeners: list[Callable[[Mapping[str, object], Mapping[str, object]], None]] = []
         # Flags that extensions declare in their preload.py (A1111's ``preload(parser)``), parsed with Easel's.
-        self.extension_flags: dict[str, Any] = dict(extension_flags or {})
+        self.extension_flags: dict[str, object] = dict(extension_flags or {})
 
     @property
     def options(self) -> Options:
         return self._options
+
+    @property
+    def limits(self) -> Limits:
+        """The resource limits of the launch flags."""
+        return Limits.from_flags(self.flags)
 
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
@@ -346,7 +372,7 @@ class Settings:
             options = options.model_copy(update={"sd_model_checkpoint": flags.ckpt})
         return cls(flags, options, warnings, extension_flags)
 
-    def update_options(self, changes: Mapping[str, Any], *, save: bool = True) -> Options:
+    def update_options(self, changes: Mapping[str, object], *, save: bool = True) -> Options:
         """Validate and apply ``changes``; persist them atomically when ``save``."""
         for check in self.option_checks:
             check(changes)

@@ -3,11 +3,40 @@ the scripts service discovered. ``modules.extensions`` (Easel's package) resolve
 
 from __future__ import annotations
 
+from collections import namedtuple
 from pathlib import Path
 from typing import Any
 
 from modules.core.paths import REPO_ROOT
 from modules.extensions import compat
+
+
+ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
+"""A1111's ``scripts.ScriptFile``."""
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[Any]:
+    """A1111's ``scripts.list_scripts``: the ``extension`` files of ``<web UI>/<scriptdirname>`` and, with
+    ``include_extensions``, of that folder in every enabled extension."""
+    found: list[Any] = []
+    folder = Path(REPO_ROOT) / scriptdirname
+    if folder.is_dir():
+        found.extend(ScriptFile(str(REPO_ROOT), path.name, str(path)) for path in sorted(folder.iterdir()))
+    if include_extensions:
+        for ext in active():
+            found.extend(ext.list_files(scriptdirname, extension))
+    return [item for item in found if Path(item.path).suffix.lower() == extension.lower() and
+            Path(item.path).is_file()]
+
+
+def list_files_with_name(filename: str) -> list[str]:
+    """A1111's ``scripts.list_files_with_name``: ``filename`` in the web UI folder and in every enabled extension."""
+    found = []
+    for folder in [str(REPO_ROOT), *(ext.path for ext in active())]:
+        path = Path(folder) / filename
+        if path.is_file():
+            found.append(str(path))
+    return found
 
 
 class A1111Extension:
@@ -38,12 +67,11 @@ class A1111Extension:
         self.have_info_from_repo = True
 
     def list_files(self, subdir: str, extension: str) -> list[Any]:
-        from modules.extensions.discovery import ScriptFile
-
+        """A1111's ``ScriptFile(basedir, filename, path)`` of the files in ``<extension>/<subdir>``."""
         folder = Path(self.path) / subdir
         if not folder.is_dir():
             return []
-        return [ScriptFile(self.name, path) for path in sorted(folder.iterdir())
+        return [ScriptFile(self.path, path.name, str(path)) for path in sorted(folder.iterdir())
                 if path.is_file() and path.suffix.lower() == extension.lower()]
 
     def __repr__(self) -> str:

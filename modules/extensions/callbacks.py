@@ -127,6 +127,11 @@ class CallbackRegistry:
         finally:
             self._loading.value = previous
 
+    def loading_owner(self) -> str | None:
+        """The extension whose script file is being executed on this thread, if any."""
+        current = getattr(self._loading, "value", None)
+        return str(current[1]) if current is not None else None
+
     def add(self, point: str, callback: Callable[..., Any], name: str | None = None) -> None:
         if point not in self._entries:
             raise ValueError(f"unknown callback point {point!r}; known: {', '.join(CALLBACK_NAMES)}")
@@ -186,6 +191,17 @@ def _calling_file() -> str | None:
         if name not in here and not name.endswith("script_callbacks.py"):
             return name
     return None
+
+
+class ExtraNoiseCallbacks:
+    """A processing hook running A1111's ``extra_noise`` callbacks (``img2img_extra_noise`` > 0 only, as A1111);
+    a callback may replace ``params.noise``."""
+
+    def __init__(self, registry: CallbackRegistry) -> None:
+        self.registry = registry
+
+    def extra_noise(self, run: Any, params: Any) -> None:
+        self.registry.call("extra_noise", params)
 
 
 class CfgCallbackHooks:

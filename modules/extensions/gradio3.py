@@ -10,6 +10,8 @@ extension loses its whole UI.
 wrappers translate only calls made from extension code, i.e. from a file outside Easel's own ``modules/`` and
 outside gradio: Easel's UI keeps Gradio 6's strict argument checks, so a mistake there still fails loudly.
 A keyword argument Gradio 6 does not know is dropped with one warning per component and argument, naming it.
+``visible=False`` becomes ``visible="hidden"``: Gradio 3 put hidden components in the page (only not shown), and
+extension scripts find them there by id; Gradio 6 leaves ``visible=False`` ones out of the page.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def translate_kwargs(cls: type, kwargs: dict[str, Any], accepted: set[str] | Non
         out.setdefault("columns", grid[0] if isinstance(grid, (list, tuple)) and grid else grid)
     if "max_rows" in out and "row_count" in accepted:
         out.pop("max_rows")
+    if out.get("visible") is False and "visible" in accepted:
+        out["visible"] = "hidden"  # Gradio 3 kept hidden components in the page; extension scripts look them up
     if isinstance(out.get("scale"), float) and "scale" in accepted:
         out["scale"] = max(0, round(out["scale"]))
     for name in list(out):

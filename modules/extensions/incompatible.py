@@ -98,9 +98,9 @@ class _Guard(importlib.abc.MetaPathFinder):
     def importing_extension(self) -> str | None:
         from modules.extensions import compat
 
-        current = getattr(compat.callbacks()._loading, "value", None)
-        if current is not None:
-            return str(current[1])
+        owner = compat.callbacks().loading_owner()
+        if owner is not None:
+            return owner
         for frame in inspect.stack()[2:]:
             owner = self._extension_of(Path(frame.filename))
             if owner is not None:

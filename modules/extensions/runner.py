@@ -238,6 +238,7 @@ class ScriptRunner:
             script = self.selectable_scripts[index]
             args[0] = index + 1
             _fill(args, script, script_args or [])
+            _validate(args, script, "script_args")
         for title, value in (alwayson or {}).items():
             script = self.script(title)
             if script is None:
@@ -249,7 +250,19 @@ class ScriptRunner:
             if not isinstance(given, (list, tuple)):
                 raise UserInputError(f"alwayson_scripts.{title}.args", "must be a list of positional arguments")
             _fill(args, script, given)
+            _validate(args, script, f"alwayson_scripts.{title}.args")
         return args
+
+    def check_args(self, args: Sequence[Any], request: Any, limits: Any,
+                   init_sizes: list[tuple[int, int]]) -> None:
+        """Run the ``check_args`` of the selected script and the always-on scripts the request uses."""
+        used = [self.selected_script(args)]
+        used += [self.script(title) for title in (getattr(request, "alwayson_scripts", None) or {})]
+        for script in used:
+            if script is None or script.api_args is None:
+                continue
+            declared = script.api_args.from_positional(_slice(args, script), _prefix(script))
+            script.check_args(declared, request, limits, init_sizes)
 
     def selected_script(self, args: Sequence[Any]) -> Script | None:
         index = args[0] if args else 0
@@ -297,6 +310,16 @@ def _fill(args: list[Any], script: Script, given: Sequence[Any]) -> None:
     start, end = script.args_from or 1, script.args_to or 1
     for offset, value in enumerate(list(given)[: end - start]):
         args[start + offset] = value
+
+
+def _prefix(script: Script) -> str:
+    return f"alwayson_scripts.{script.title().lower()}.args" if script.alwayson else "script_args"
+
+
+def _validate(args: Sequence[Any], script: Script, field_prefix: str) -> None:
+    """Check a script's argument slice against its ``api_args`` declaration (422 naming index and name)."""
+    if script.api_args is not None:
+        script.api_args.from_positional(_slice(args, script), field_prefix)
 
 
 def _slice(args: Sequence[Any], script: Script) -> list[Any]:

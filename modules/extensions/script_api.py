@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from modules.extensions.script_args import ScriptArgs
+
 AlwaysVisible = object()
 """Returned by ``Script.show()`` for scripts whose hooks run on every generation (A1111's sentinel)."""
 
@@ -47,6 +49,8 @@ class Script:
     setup_for_ui_only: bool = False
     controls: list[Any] | None = None
     sorting_priority: int = 0
+    api_args: type[ScriptArgs] | None = None
+    """Easel: the typed declaration of the positional arguments (see :mod:`modules.extensions.script_args`)."""
 
     def __init__(self) -> None:
         self.on_before_component_elem_id: list[tuple[str, Any]] = []
@@ -126,6 +130,11 @@ class Script:
 
     def describe(self) -> str:
         return ""
+
+    def check_args(self, args: Any, request: Any, limits: Any, init_sizes: list[tuple[int, int]]) -> None:
+        """Easel: checks of validated ``args`` (an ``api_args`` instance) that need the request (its prompt,
+        sizes, batch) or the resource limits, run before the job is queued. Raise
+        :func:`modules.extensions.script_args.argument_error` (a 422 naming the argument)."""
 
     def elem_id(self, item_id: str) -> str:
         """A1111's element id: ``<tab>_script_<title>_<item>`` with the title reduced to ``[a-z_0-9]``."""

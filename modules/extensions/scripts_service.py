@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.core.limits import Limits
 from modules.extensions import compat
 from modules.extensions.callbacks import CfgCallbackHooks
 from modules.extensions.discovery import (
@@ -39,6 +40,7 @@ class ScriptsService:
     extensions: list[Extension] = field(default_factory=list)
     errors: list[ScriptError] = field(default_factory=list)
     runners: dict[bool, ScriptRunner] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     install_results: list[Any] = field(default_factory=list)
 
     def load(self) -> None:
@@ -90,10 +92,14 @@ class ScriptsService:
     def script_info(self) -> list[dict[str, Any]]:
         return [*self.runner(False).info(), *self.runner(True).info()]
 
-    def validate(self, params: Any) -> list[Any]:
-        """Raise ``UserInputError`` (422) for an unknown ``script_name`` or a bad ``alwayson_scripts`` entry."""
+    def validate(self, params: Any, *, limits: Any = None, init_sizes: list[tuple[int, int]] | None = None
+                 ) -> list[Any]:
+        """Raise ``UserInputError`` (422) for an unknown ``script_name``, a bad ``alwayson_scripts`` entry or a
+        script argument its declaration (``api_args``) or its ``check_args`` refuses; before queueing."""
         runner = self.runner(bool(getattr(params, "is_img2img", False)))
-        return runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        args = runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        runner.check_args(args, params, limits or self.limits, list(init_sizes or []))
+        return args
 
     def extensions_info(self) -> list[dict[str, Any]]:
         """``/sdapi/v1/extensions`` entries."""
@@ -129,10 +135,17 @@ class ScriptsService:
         adopt_run(run)
         runner = self.runner(bool(getattr(params, "is_img2img", False)))
         run.script_args = runner.script_args(params.script_name, params.script_args, params.alwayson_scripts)
+        # Again at run time: jobs the UI queues did not pass through the API's checks.
+        runner.check_args(run.script_args, params, self.limits,
+                          [image.size for image in getattr(run, "init_images", None) or []])
         run.scripts = runner
         if runner.alwayson_scripts:
             run.hooks.append(RunScriptHooks(runner))
         registry = compat.callbacks()
+        if registry.has("extra_noise"):
+            from modules.extensions.callbacks import ExtraNoiseCallbacks
+
+            run.hooks.append(ExtraNoiseCallbacks(registry))
         if any(registry.has(point) for point in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg")):
             run.denoise_hooks.append(CfgCallbackHooks(registry))
 

@@ -49,7 +49,7 @@ def build_extension_services(settings: Settings, current_model: CurrentModel, ca
         builtin_dirs=list(builtin_dirs if builtin_dirs is not None else [REPO_ROOT / "scripts"]),
         extension_roots=list(extension_roots if extension_roots is not None else [REPO_ROOT / "extensions"]),
         disabled=lambda: settings.options.disabled_extensions,
-        allow_install=bool(settings.flags.allow_extension_install),
+        allow_install=bool(settings.flags.allow_extension_install), limits=settings.limits,
         launch_args=lambda: {**settings.flags.model_dump(mode="json", exclude={"auth", "api_auth"}),
                              **getattr(settings, "extension_flags", {})})
     ui_config = settings.data_paths.root / "ui-config.json"  # A1111's saved UI defaults; extensions read it

@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "easel"
 POLL_SECONDS = 0.1
+IDLE_CHECK_SECONDS = 1.0
 
 
 class WorkerRuntime(Protocol):
@@ -217,6 +217,7 @@ class RayWorker:
         self.accept = accept
         self.context = context
         self.poll_seconds = poll_seconds
+        self.idle_check_seconds: float | None = IDLE_CHECK_SECONDS
         self._description = WorkerDescription(node="?", pid=None, device="starting")
         self._ready_ref: ray.ObjectRef[WorkerDescription] | None = None
 
@@ -228,11 +229,9 @@ class RayWorker:
             self._description = ray.get(self._ready_ref, timeout=timeout)
         except GetTimeoutError:
             return False
-        except RayError as exc:  # restarting (unavailable) or gone for good: ask again after a pause
+        except RayError as exc:  # died: restarting (unavailable) or gone for good
             self._ready_ref = None
-            log.debug("worker %s not ready: %s", self.id, exc)
-            time.sleep(min(timeout, 0.5))
-            return False
+            raise WorkerLost(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
         self._ready_ref = None
         return True
 

@@ -62,9 +62,12 @@ class WorkerInfo:
 
 class Worker(Protocol):
     id: str
+    idle_check_seconds: float | None
+    """How often an idle worker's driver calls :meth:`wait_ready` to notice its death (None: never)."""
 
     def wait_ready(self, timeout: float) -> bool:
-        """Block up to ``timeout`` s until the worker can take a job; False if it cannot yet (starting, restarting)."""
+        """Block up to ``timeout`` s until the worker can take a job; False if it cannot tell yet (starting).
+        WorkerLost when it is known to be gone (its process died; it may be restarting)."""
         ...
 
     def execute(self, job: Job, ctx: JobContext) -> RunnerResult | None:
@@ -85,6 +88,7 @@ class LocalWorker:
 
     runner: Runner
     id: str = "local"
+    idle_check_seconds: float | None = None  # it lives as long as this process
     device: Callable[[], str] = lambda: "in-process"
     models: Callable[[], Iterable[str]] = lambda: ()
     _node: str = field(default_factory=socket.gethostname)

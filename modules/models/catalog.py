@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modules.core.atomic import atomic_write_json
-from modules.core.errors import NotFoundError
+from modules.core.errors import NotFoundError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,24 @@ class CheckpointCatalog:
                 if entry.sha256 and entry.sha256.startswith(lowered):
                     return entry
         return None
+
+    def check(self, name: str, field: str, *, allow_path: bool = False, allow_pickle: bool = False) -> None:
+        """Refuse (422 naming ``field``) a checkpoint this catalog does not know, rescanning once first: it may
+        have just been copied in; and a pickle checkpoint unless ``allow_pickle`` (both would fail every later job
+        if they were accepted). ``allow_path`` also accepts an existing file or folder anywhere (scripts may name
+        one; requests may not)."""
+        entry = self.find(name)
+        if entry is None and allow_path and Path(name).exists():
+            return
+        if entry is None:
+            self.refresh()
+            entry = self.find(name)
+        if entry is None:
+            available = ", ".join(entry.title for entry in self.entries) or f"none (put models in {self.folder})"
+            raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
+        if entry.is_pickle and not allow_pickle:
+            raise UserInputError(field, f"{entry.title} is a pickle checkpoint, refused without --allow-pickle "
+                                        "(pickle files can run code when loaded); convert it to .safetensors")
 
     def get(self, query: str, field: str = "sd_model_checkpoint") -> CheckpointInfo:
         entry = self.find(query)

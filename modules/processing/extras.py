@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from modules.core import cancellation
 from modules.core.atomic import atomic_write_bytes
 from modules.core.errors import EaselError, JobCancelled, NotFoundError, UserInputError
+from modules.core.limits import Limits
+from modules.core.validation import StrictInput
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.image_metadata import embed_infotext, read_infotext
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 NONE_UPSCALER = "None"
 
 
-class ExtrasParams(BaseModel):
+class ExtrasParams(StrictInput):
     """Fields shared by the single-image and batch extras requests."""
 
     model_config = ConfigDict(extra="ignore")
@@ -65,13 +67,32 @@ class ExtrasSingleImageParams(ExtrasParams):
     image: str = ""
 
 
-class ExtrasFile(BaseModel):
+class ExtrasFile(StrictInput):
     data: str
     name: str = ""
 
 
 class ExtrasBatchImagesParams(ExtrasParams):
     imageList: list[ExtrasFile] = Field(default_factory=list)
+
+
+def upscaled_size(params: ExtrasParams, size: tuple[int, int]) -> tuple[int, int]:
+    """The size the upscaler produces for an input of ``size`` (before a resize-mode-1 crop)."""
+    width, height = size
+    if params.resize_mode == 1:
+        factor = max(params.upscaling_resize_w / max(1, width), params.upscaling_resize_h / max(1, height))
+    else:
+        factor = params.upscaling_resize
+    return round(width * factor), round(height * factor)
+
+
+def check_extras_limits(params: ExtrasParams, sizes: list[tuple[str, tuple[int, int]]], limits: Limits) -> None:
+    """Refuse (422) an extras request whose upscaled images would exceed ``--max-output-pixels``."""
+    if params.upscaler_1 == NONE_UPSCALER and params.upscaler_2 == NONE_UPSCALER:
+        return
+    field = "upscaling_resize_w" if params.resize_mode == 1 else "upscaling_resize"
+    for _, size in sizes:
+        limits.check_output_size(field, *upscaled_size(params, size))
 
 
 def parse_extras_payload(payload: dict[str, Any]) -> ExtrasSingleImageParams | ExtrasBatchImagesParams:
@@ -132,18 +153,20 @@ class ExtrasService:
         return self.store_result(job.id, result)
 
     def inputs(self, params: ExtrasParams) -> list[tuple[Image.Image, str]]:
+        limits: Limits = self.settings.limits
         if isinstance(params, ExtrasBatchImagesParams):
             if not params.imageList:
                 raise UserInputError("imageList", "no images to process")
-            return [(decode_base64_image(item.data, f"imageList[{index}].data"), item.name)
+            return [(decode_base64_image(item.data, f"imageList[{index}].data", limits.max_image_pixels), item.name)
                     for index, item in enumerate(params.imageList)]
         assert isinstance(params, ExtrasSingleImageParams)
-        return [(decode_base64_image(params.image, "image"), "")]
+        return [(decode_base64_image(params.image, "image", limits.max_image_pixels), "")]
 
     def process(self, params: ExtrasParams, *, ctx: Any = None, save: bool = False,
                 images: list[tuple[Image.Image, str]] | None = None) -> ExtrasResult:
         items = images if images is not None else self.inputs(params)
         self._check_upscalers(params)
+        check_extras_limits(params, [(name, image.size) for image, name in items], self.settings.limits)
         result = ExtrasResult([], [], [])
         for index, (image, name) in enumerate(items):
             if ctx is not None:

@@ -133,7 +133,7 @@ def open_image(data: bytes | Image.Image, field: str = "image") -> Image.Image:
         return data
     try:
         return Image.open(io.BytesIO(data))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise UserInputError(field, f"not a readable image ({exc})") from exc
 
 

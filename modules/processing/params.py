@@ -11,24 +11,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from modules.core.limits import Limits
+from modules.core.validation import Seed, StrictInput
 
 MAX_SIDE = 4096
+MAX_PROMPT_CHARS = 65536
 
 
-class GenerationParams(BaseModel):
+class GenerationParams(StrictInput):
     """Fields shared by txt2img and img2img."""
 
     model_config = ConfigDict(extra="ignore", validate_assignment=False, populate_by_name=True)
 
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: list[str] = Field(default_factory=list)
-    seed: int = -1
-    subseed: int = -1
+    seed: Seed = -1
+    subseed: Seed = -1
     subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
+    seed_resize_from_h: int = Field(-1, ge=-1, le=MAX_SIDE)
+    seed_resize_from_w: int = Field(-1, ge=-1, le=MAX_SIDE)
     sampler_name: str | None = None
     scheduler: str | None = None
     batch_size: int = Field(1, ge=1, le=64)
@@ -41,13 +45,13 @@ class GenerationParams(BaseModel):
     tiling: bool | None = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
-    eta: float | None = None
+    eta: float | None = Field(None, ge=0.0, le=1.0)
     denoising_strength: float | None = Field(None, ge=0.0, le=1.0)
-    s_min_uncond: float | None = None
-    s_churn: float | None = None
-    s_tmax: float | None = None
-    s_tmin: float | None = None
-    s_noise: float | None = None
+    s_min_uncond: float | None = Field(None, ge=0.0, le=100.0)
+    s_churn: float | None = Field(None, ge=0.0, le=100.0)
+    s_tmax: float | None = Field(None, ge=0.0, le=1000.0)
+    s_tmin: float | None = Field(None, ge=0.0, le=1000.0)
+    s_noise: float | None = Field(None, ge=0.0, le=2.0)
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
     refiner_checkpoint: str | None = None
@@ -110,8 +114,8 @@ class Txt2ImgParams(GenerationParams):
     """``/sdapi/v1/txt2img`` request, plus hires-fix fields."""
 
     enable_hr: bool = False
-    firstphase_width: int = 0
-    firstphase_height: int = 0
+    firstphase_width: int = Field(0, ge=0, le=MAX_SIDE)
+    firstphase_height: int = Field(0, ge=0, le=MAX_SIDE)
     hr_scale: float = Field(2.0, ge=1.0, le=8.0)
     hr_upscaler: str | None = None
     hr_second_pass_steps: int = Field(0, ge=0, le=1000)
@@ -120,8 +124,8 @@ class Txt2ImgParams(GenerationParams):
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
 
 
 class Img2ImgParams(GenerationParams):
@@ -130,7 +134,7 @@ class Img2ImgParams(GenerationParams):
     init_images: list[str] | None = None
     resize_mode: Literal[0, 1, 2, 3] = 0
     denoising_strength: float | None = Field(0.75, ge=0.0, le=1.0)
-    image_cfg_scale: float | None = None
+    image_cfg_scale: float | None = Field(None, ge=0.0, le=100.0)
     mask: str | None = None
     mask_blur_x: int = Field(4, ge=0, le=256)
     mask_blur_y: int = Field(4, ge=0, le=256)
@@ -140,7 +144,7 @@ class Img2ImgParams(GenerationParams):
     inpaint_full_res: bool = True
     inpaint_full_res_padding: int = Field(0, ge=0, le=1024)
     inpainting_mask_invert: Literal[0, 1] = 0
-    initial_noise_multiplier: float | None = None
+    initial_noise_multiplier: float | None = Field(None, ge=0.0, le=2.0)
     latent_mask: str | None = None
     include_init_images: bool = False
 
@@ -154,6 +158,22 @@ class Img2ImgParams(GenerationParams):
             return self.mask_blur, self.mask_blur
         return self.mask_blur_x, self.mask_blur_y
 
+
+def check_limits(params: GenerationParams, limits: Limits) -> None:
+    """Refuse (422, naming the field and the limit) a request that asks for more work than the launch limits
+    allow: steps, images per job, output size (hires fix included). Init images are checked as they decode."""
+    limits.check_steps("steps", params.steps)
+    limits.check_images("n_iter", params.total_images)
+    limits.check_output_size("width", params.width, params.height)
+    if isinstance(params, Txt2ImgParams) and params.enable_hr:
+        limits.check_steps("hr_second_pass_steps", params.hr_second_pass_steps)
+        if params.hr_resize_x == 0 and params.hr_resize_y == 0:
+            limits.check_output_size("hr_scale", params.width * params.hr_scale, params.height * params.hr_scale)
+        else:  # the second pass covers the target keeping the aspect ratio, then crops
+            x = params.hr_resize_x or params.hr_resize_y * params.width // params.height
+            y = params.hr_resize_y or params.hr_resize_x * params.height // params.width
+            scale = max(x / params.width, y / params.height)
+            limits.check_output_size("hr_resize_x", params.width * scale, params.height * scale)
 
 PARAMS_BY_KIND: dict[str, type[GenerationParams]] = {"txt2img": Txt2ImgParams, "img2img": Img2ImgParams}
 """The request model of each generation job kind (the API's ``type``, the UI tab, the queue's ``kind``)."""

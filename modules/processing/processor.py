@@ -82,6 +82,15 @@ class SampledLatents:
 
 
 @dataclass
+class ExtraNoise:
+    """A1111's ``ExtraNoiseParams``: ``noise`` (replaceable), the init latents ``x`` and the noised ones ``xi``."""
+
+    noise: torch.Tensor
+    x: torch.Tensor
+    xi: torch.Tensor
+
+
+@dataclass
 class SaveRequest:
     image: Image.Image
     run: ProcessingRun
@@ -283,6 +292,7 @@ class Processor:
             if timesteps:
                 first = timesteps[0].repeat(len(indices))
                 latents = scheduler.add_noise(init_latents, noise * run.initial_noise_multiplier, first)
+                latents = self._extra_noise(run, noise, init_latents, latents)
             else:
                 latents = init_latents
             if init_state.latent_mask is not None:
@@ -326,6 +336,18 @@ class Processor:
         if init_state is not None:
             images = [init_state.finish(image) for image in images]
         return images, warnings
+
+    @staticmethod
+    def _extra_noise(run: ProcessingRun, noise: torch.Tensor, init: torch.Tensor, noised: torch.Tensor) -> torch.Tensor:
+        """A1111's ``img2img_extra_noise`` option: more of the same noise on the noised init latents; hooks'
+        ``extra_noise`` (A1111's callback of that name) may replace the noise first."""
+        strength = float(getattr(run.opts, "img2img_extra_noise", 0.0) or 0.0)
+        if strength <= 0:
+            return noised
+        run.extra_generation_params["Extra noise"] = strength
+        params = ExtraNoise(noise, init, noised)
+        _call(run.hooks, "extra_noise", run, params)
+        return noised + params.noise * strength
 
     def _restore_faces(self, run: ProcessingRun, images: list[Image.Image]) -> tuple[list[Image.Image], list[str]]:
         if self.face_restoration is None:

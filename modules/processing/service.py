@@ -25,7 +25,7 @@ from modules.processing.engine import StepControl
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.image_metadata import embed_infotext
 from modules.processing.image_store import ImageStore
-from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams
+from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams, check_limits
 from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
 from modules.processing.run import ProcessedResult, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
@@ -80,7 +80,7 @@ class GenerationService:
         for customize in self.customizers:
             customize(run, params)
         if hires.switches_checkpoint(run):  # refused before the first pass, not after it
-            self.check_checkpoint(str(run.hr_checkpoint_name), "hr_checkpoint_name")
+            self.manager.catalog.check(str(run.hr_checkpoint_name), "hr_checkpoint_name", allow_path=True)
         run.hooks.extend(self.extra_hooks)
         try:
             for execute in self.executors:
@@ -100,25 +100,17 @@ class GenerationService:
         return validate_option_changes(self.settings.options, changes) if changes else self.settings.options
 
     def build_run(self, params: GenerationParams, options: Options) -> ProcessingRun:
+        check_limits(params, self.settings.limits)  # again here: the UI's jobs skip the API's checks
         run = ProcessingRun(params, options)
         if isinstance(params, Img2ImgParams):
             if not params.init_images:
                 raise UserInputError("init_images", "img2img needs at least one init image (base64)")
-            run.init_images = [decode_base64_image(image, f"init_images[{index}]")
+            max_pixels = self.settings.limits.max_image_pixels
+            run.init_images = [decode_base64_image(image, f"init_images[{index}]", max_pixels)
                                for index, image in enumerate(params.init_images)]
             if params.mask:
-                run.image_mask = decode_base64_image(params.mask, "mask")
+                run.image_mask = decode_base64_image(params.mask, "mask", max_pixels)
         return run
-
-    def check_checkpoint(self, name: str, field: str) -> None:
-        """Refuse a checkpoint name the catalog does not know (after one rescan: it may have just been copied in)."""
-        catalog = self.manager.catalog
-        if catalog.find(name) is not None or Path(name).exists():
-            return
-        catalog.refresh()
-        if catalog.find(name) is None:
-            available = ", ".join(entry.title for entry in catalog.entries) or f"none (put models in {catalog.folder})"
-            raise UserInputError(field, f"unknown checkpoint {name!r}; available: {available}")
 
     def _model_for(self, run: ProcessingRun) -> Any:
         wanted = run.override_settings.get("sd_model_checkpoint") or run.opts.sd_model_checkpoint

@@ -278,7 +278,7 @@ def _build_image_inputs(tab: GenerationTab) -> None:
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as t_inpaint:
             tab.ui["inpaint"] = gr.ImageEditor(
                 label="Image for inpainting with mask", type="pil", sources=["upload", "clipboard"],
-                elem_id="img2img_inpaint", height=360,
+                elem_id="img2maskimg", height=360,
                 brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"))
     tab.ui["mode_tabs"] = modes
     for tab_obj, name in ((t_img, "img2img"), (t_sketch, "sketch"), (t_inpaint, "inpaint")):

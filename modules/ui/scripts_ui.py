@@ -96,14 +96,15 @@ def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSe
         section.dropdown = gr.Dropdown([NO_SCRIPT, *titles], value=NO_SCRIPT, label="Script",
                                        elem_id=f"{tab}_script_dropdown")
         for script, title in zip(selectable, titles, strict=True):
-            with gr.Column(visible=False, elem_id=f"{tab}_script_{_slug(title)}") as group:
+            # "hidden", not False: in the page while not shown, as A1111's script groups are
+            with gr.Column(visible="hidden", elem_id=f"{tab}_script_{_slug(title)}") as group:
                 section.selectable[title] = _script_controls(script, is_img2img)
             section.groups[title] = group
 
         groups = section.groups
 
         def show_selected(name: str) -> dict[Any, Any]:
-            return {group: gr.update(visible=(title == name)) for title, group in groups.items()}
+            return {group: gr.update(visible=True if title == name else "hidden") for title, group in groups.items()}
 
         section.dropdown.change(show_selected, section.dropdown, list(groups.values()), queue=False,
                                 show_progress="hidden")

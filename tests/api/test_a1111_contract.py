@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 
@@ -48,6 +50,17 @@ def test_xyz_img2img_has_its_own_numbering(webui_client):
     result = webui_client.img2img(images=[source], prompt="a blue square", width=64, height=64, seed=5,
                                   denoising_strength=0.5, script_name="X/Y/Z Plot", script_args=_xyz(5, "2, 8"))
     assert _swept(result.info["infotexts"][1:], "CFG scale") == ["2", "8"]
+
+
+def test_xyz_script_info_choices_index_the_axes_as_a1111(client):
+    info = client.get("/sdapi/v1/script-info").json()
+    xyz = {entry["is_img2img"]: entry for entry in info if entry["name"] == "x/y/z plot"}
+    txt2img_types = next(arg["choices"] for arg in xyz[False]["args"] if arg["label"] == "X type")
+    img2img_types = next(arg["choices"] for arg in xyz[True]["args"] if arg["label"] == "X type")
+    assert (len(txt2img_types), len(img2img_types)) == (42, 41)
+    assert txt2img_types.index("Steps") == 4 and txt2img_types.index("CFG Scale") == 6
+    assert img2img_types.index("CFG Scale") == 5 and img2img_types.index("Image CFG Scale") == 6
+    assert txt2img_types.index("VAE") == 29 and img2img_types.index("Size") == 40
 
 
 def test_xyz_axis_easel_cannot_do_is_a_422_naming_the_argument(client, api):
@@ -137,6 +150,14 @@ def test_sd_vae_is_applied_and_reported_only_when_applied(webui_client, client, 
         # the option itself, as A1111 clients set it; an unknown name is refused, naming the option
         response = client.post("/sdapi/v1/options", json={"sd_vae": "no-such-vae.safetensors"})
         assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["sd_vae"]
+        response = client.post("/sdapi/v1/txt2img", json={**request, "override_settings": {"sd_vae": "nope.pt"}})
+        assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["override_settings.sd_vae"]
+        # an infotext pasted from another install names a VAE this one lacks: the checkpoint's own, not a failure
+        pasted = client.post("/sdapi/v1/txt2img", json={
+            **request, "infotext": infotext.replace("alt-vae.safetensors", "elsewhere.pt")}).json()
+        assert "VAE" not in json.loads(pasted["info"])["infotexts"][0]
+        pixels = Image.open(io.BytesIO(base64.b64decode(pasted["images"][0]))).convert("RGB").tobytes()
+        assert pixels == plain.image.convert("RGB").tobytes()
         webui_client.set_options({"sd_vae": "alt-vae.safetensors"})
         assert webui_client.txt2img(**request).image.tobytes() == chosen.image.tobytes()
         webui_client.set_options({"sd_vae": "None"})
@@ -180,5 +201,30 @@ def test_scripts_answer_right_or_503_during_warm_up(tmp_path, tiny_models_dir, a
             assert "x/y/z plot" in answers["scripts"].json()["txt2img"]
             late = http.post("/sdapi/v2/jobs", json=job)
             assert late.status_code == 422 and "no such script" in late.json()["detail"]
+    finally:
+        api.shutdown(running)
+
+
+def test_setting_the_checkpoint_returns_once_it_is_loaded(tmp_path, tiny_sd_path, api, single_threaded_torch):
+    import shutil
+
+    import webui
+    from tests.conftest import build_tiny_sd
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_sd_path, models / "Stable-diffusion" / "tiny-sd")
+    build_tiny_sd(models / "Stable-diffusion" / "tiny-sd-2", seed=1)
+    services = api.make_services(tmp_path / "data", models, ["--ckpt", "tiny-sd"])
+    running = api.start_server(services)
+    services.queue.start()
+    try:
+        webui.warm_up(services)
+        client = webuiapi.WebUIApi(host="127.0.0.1", port=running.port)
+        titles = {model["model_name"]: model["title"] for model in client.get_sd_models()}
+        assert client.util_get_current_model() == titles["tiny-sd"]
+        client.util_set_model("tiny-sd-2")  # POST /options; returns when the model is loaded, as in A1111
+        titles = {model["model_name"]: model["title"] for model in client.get_sd_models()}  # now hashed, as A1111
+        assert client.util_get_current_model() == titles["tiny-sd-2"] and titles["tiny-sd-2"].endswith("]")
+        assert services.manager.current.info.model_name == "tiny-sd-2"
     finally:
         api.shutdown(running)

@@ -132,7 +132,7 @@ def test_validation_errors_name_the_field(client, api):
     assert response.status_code == 422 and "sd_model_checkpoint" in response.json()["detail"]
 
     response = client.post("/sdapi/v1/img2img", json=api.small_txt2img())
-    assert response.status_code == 404 and "init_images" in response.json()["detail"]
+    assert response.status_code == 422 and "init_images" in response.json()["detail"]
     response = client.post("/sdapi/v1/img2img", json=api.small_txt2img(init_images=["not base64!"]))
     assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["init_images[0]"]
 

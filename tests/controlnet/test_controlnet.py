@@ -173,9 +173,10 @@ def test_routes(service, controlnet_dir: Path) -> None:
     from fastapi.testclient import TestClient
 
     from modules.api.controlnet import build_router
+    from modules.core.cpu_work import CpuWork
 
     app = FastAPI()
-    app.include_router(build_router(SimpleNamespace(controlnet=service)))
+    app.include_router(build_router(SimpleNamespace(controlnet=service, cpu_work=CpuWork(1))))
     client = TestClient(app)
     assert client.get("/controlnet/model_list").json() == {"model_list": ["tiny-cn", "tiny-cn-single"]}
     modules = client.get("/controlnet/module_list").json()

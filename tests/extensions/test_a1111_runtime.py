@@ -136,6 +136,41 @@ def test_hires_and_post_sample_hooks(server: RunningServer, http: httpx.Client) 
     assert seen["after_composite"] == [128, 128]
 
 
+def test_extra_noise_callback_changes_pixels(server: RunningServer, http: httpx.Client) -> None:
+    import base64
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(buffer, format="PNG")
+    request = {"prompt": "a red circle", "width": 64, "height": 64, "steps": 3, "seed": 5,
+               "denoising_strength": 0.6, "init_images": [base64.b64encode(buffer.getvalue()).decode()]}
+
+    def pixels(**extra: Any) -> Any:
+        response = http.post("/sdapi/v1/img2img", json={**request, **extra})
+        assert response.status_code == 200, response.text
+        image = Image.open(io.BytesIO(base64.b64decode(response.json()["images"][0])))
+        return np.asarray(image.convert("RGB"), dtype=np.int16), json.loads(response.json()["info"])
+
+    plain, _ = pixels()
+    calls: list[Any] = []
+
+    def silence(params: Any) -> None:
+        calls.append(tuple(params.noise.shape))
+        params.noise = params.noise * 0
+
+    server.services.callbacks.add("extra_noise", silence)
+    try:
+        silenced, info = pixels(override_settings={"img2img_extra_noise": 0.8})
+    finally:
+        server.services.callbacks.remove_function(silence)
+    noisy, _ = pixels(override_settings={"img2img_extra_noise": 0.8})
+    assert calls and "Extra noise: 0.8" in info["infotexts"][0]
+    assert np.array_equal(silenced, plain)  # the callback replaced the extra noise by zeros
+    assert np.abs(noisy - plain).mean() > 1  # without it, the extra noise changes the picture
+
+
 def test_before_token_counter_changes_what_is_counted(server: RunningServer) -> None:
     from modules.ui.context import UiContext
 
@@ -186,6 +221,11 @@ def test_a1111_modules_answer_from_services(server: RunningServer) -> None:
     assert str(devices.device) == "cpu"
     weights = next(services.settings.model_paths.stable_diffusion.glob("tiny-sd/unet/*.safetensors"))
     assert hashes.sha256(str(weights)) == hashes.calculate_sha256(str(weights))
+    from modules import scripts
+
+    listed = {item.filename: item for item in scripts.list_scripts("scripts", ".py")}
+    assert Path(listed["a1111_style.py"].basedir) == services.extension_roots[0] / "a1111style"
+    assert "hijack.py" in listed  # A1111 lists the files of every enabled extension, loadable or not
     pasted: list[Any] = []
     services.callbacks.add("infotext_pasted", lambda text, params: pasted.append(params["Steps"]))
     parsed = parse_generation_parameters("a cat\nSteps: 12, Sampler: Euler, Seed: 3, Size: 64x64")

@@ -25,11 +25,12 @@ def build():
             gallery = gr.Gallery().style(grid=3)
             slider = gr.inputs.Slider(0, 10, step=1, default=4, label="Slider")
             files = gr.File(type="file")
+            hidden = gr.Checkbox(value=True, visible=False, elem_id="hidden_flag")
         dependency = button.click(fn=lambda v: v, inputs=[text], outputs=[text], _js="(v) => [v + '!']",
                                   show_progress=False)
         dependency.then(fn=None, _js="() => {}")
         update = gr.Dropdown.update(choices=["a", "b"], value="b", visible=True)
-    return demo, text, image, button, gallery, slider, files, update
+    return demo, text, image, button, gallery, slider, files, update, hidden
 '''
 
 
@@ -44,13 +45,14 @@ def extension_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_gradio3_calls_from_extension_code_build(extension_module: Any) -> None:
-    demo, text, image, button, gallery, slider, files, update = extension_module["build"]()
+    demo, text, image, button, gallery, slider, files, update, hidden = extension_module["build"]()
     assert text.value == "start" and text.container is False
     assert image.sources == ["upload"] and image.type == "pil"
     assert button.variant == "secondary"
     assert gallery.columns == 3
     assert slider.value == 4 and slider.maximum == 10
     assert files.type == "filepath"
+    assert hidden.visible == "hidden"  # in the page, not shown: extension scripts find it by id
     assert update == {"__type__": "update", "choices": ["a", "b"], "value": "b", "visible": True}
     js = [fn.js for fn in demo.fns.values()]
     assert js == ["(v) => [v + '!']", "() => {}"]

@@ -52,7 +52,10 @@ def test_workers_flag_puts_ray_workers_in_the_queue_and_lists_them(ray_cluster, 
     workers = start_cluster_workers(services)
     try:
         assert [worker.id for worker in workers] == ["ray-0", "ray-1"]
-        listed = TestClient(app).get("/sdapi/v2/workers").json()["workers"]
+        services.ready.set()  # stands in for the warm-up, which this test does not need
+        response = TestClient(app).get("/sdapi/v2/workers")
+        assert response.status_code == 200, response.text
+        listed = response.json()["workers"]
         assert [(worker["id"], worker["state"]) for worker in listed] == [("ray-0", "starting"), ("ray-1", "starting")]
     finally:
         services.queue.close_workers()

@@ -79,14 +79,20 @@ def test_jobs_start_in_fifo_order_across_workers_and_come_back_with_their_files(
     assert all(info.description.device == "simulated" and info.description.pid for info in infos.values())
 
 
-def test_progress_events_of_a_remote_job_reach_subscribers(cluster_queue, tmp_path):
+def test_progress_and_previews_of_a_remote_job_reach_v1_progress_and_subscribers(cluster_queue, tmp_path):
     queue = cluster_queue(1)
-    job = queue.submit("sim", {"steps": 20, "step_seconds": 0.02})
+    job = queue.submit("sim", {"steps": 40, "step_seconds": 0.02, "previews": True})
     with queue.subscribe(job.id) as sub:
+        _wait_for(lambda: queue.progress().job_id == job.id and queue.progress().step > 0)
+        snapshot = queue.progress()  # what /sdapi/v1/progress serves
         events = list(sub)
+    assert snapshot.active and snapshot.total_steps == 40 and snapshot.textinfo.startswith("step ")
+    assert snapshot.preview is not None and snapshot.preview.size == (8, 8) and snapshot.preview_id > 0
     steps = [event.step for event in events if not event.final]
     assert events[-1].final and events[-1].job.status is JobStatus.SUCCEEDED
-    assert any(0 < step < 20 for step in steps) and steps == sorted(steps)
+    assert any(0 < step < 40 for step in steps) and steps == sorted(steps)
+    previews = [event.preview for event in events if event.preview is not None]
+    assert previews and all(preview.size == (8, 8) for preview in previews)  # SSE ?previews=1 encodes these
 
 
 def test_a_killed_worker_process_gives_its_job_to_another_worker(cluster_queue, tmp_path):
@@ -109,6 +115,16 @@ def test_a_killed_worker_process_gives_its_job_to_another_worker(cluster_queue, 
     # The dead worker is restarted by Ray and serves again.
     _wait_for(lambda: all(info.state is not WorkerState.DEAD for info in queue.workers()))
     assert sum(info.restarts for info in queue.workers()) == 1
+
+
+def test_an_idle_worker_death_is_noticed_and_costs_no_job_an_attempt(cluster_queue, tmp_path):
+    queue = cluster_queue(1)
+    first = queue.wait(queue.submit("sim", {"steps": 1}).id, timeout=60)
+    os.kill(first.result["pid"], signal.SIGKILL)
+    _wait_for(lambda: queue.workers()[0].restarts == 1)  # noticed while idle, by the driver's health check
+    _wait_for(lambda: queue.workers()[0].state is WorkerState.IDLE)  # restarted by Ray
+    after = queue.wait(queue.submit("sim", {"steps": 1}).id, timeout=60)
+    assert after.status is JobStatus.SUCCEEDED and after.attempt == 1 and after.result["pid"] != first.result["pid"]
 
 
 def test_a_job_whose_workers_keep_dying_fails_with_worker_lost_after_three_attempts(cluster_queue, tmp_path):
@@ -136,8 +152,8 @@ def test_a_removed_node_gives_its_job_to_a_worker_on_another_node(ray_cluster, c
     doomed_pid = int(Path(f"{gate}.running").read_text())
     # a second queue object only to borrow a worker on the head node
     rescue = cluster_queue(1, start=False, store=JobStore(":memory:"))
-    survivor = rescue._slots[0].worker
-    rescue._slots.clear()
+    survivor = rescue._drivers[0].worker
+    rescue._drivers.clear()
 
     ray_cluster.remove_node(node)
     _wait_for(lambda: queue.get(held.id).status is JobStatus.QUEUED and queue.get(held.id).attempt == 1)

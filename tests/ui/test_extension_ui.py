@@ -98,6 +98,7 @@ def test_extension_ui_in_the_browser(extension_server: RunningServer, browser: A
 def walk_extension_ui(extension_server: RunningServer, page: Any, errors: list[str]) -> None:
     page.goto(extension_server.url + "/")
     page.wait_for_function("window.__fixture && window.__fixture.loadedCalls === 1")
+    page.wait_for_function("window.__fixture.optionsAvailable === 1")  # as in A1111: opts fill after the load
 
     # top-level listeners ran, onUiLoaded saw the whole first tab, style.css applies, opts holds the options
     state = page.evaluate("window.__fixture")

@@ -35,6 +35,7 @@ def build_router(services: Services) -> APIRouter:
                 if name not in BUILTIN_UPSCALERS:
                     allowed = ", ".join(BUILTIN_UPSCALERS)
                     raise UserInputError(field, f"unknown upscaler {name!r}; allowed: {allowed}")
+        await services.cpu_work.run(_check_extras_inputs, request, services.settings.limits)
         job = await asyncio.to_thread(queue.submit, kind, request.model_dump(mode="json"), source=SOURCE)
         final = await queue.wait_async(job.id)
         generation.raise_for_job(final)
@@ -62,19 +63,35 @@ def build_router(services: Services) -> APIRouter:
         """Generation parameters stored in an image (PNG text, EXIF UserComment, NovelAI)."""
         if not request.image.strip():
             return {"info": "", "items": {}, "parameters": {}}
-        return await asyncio.to_thread(_png_info, request.image, services.callbacks)
+        return await services.cpu_work.run(_png_info, request.image, services.callbacks)
 
     return router
+
+
+def _check_extras_inputs(request: ExtrasSingleImageRequest | ExtrasBatchImagesRequest, limits: Any) -> None:
+    """Before queueing: each image's declared size against ``--max-image-pixels`` and its upscaled size against
+    ``--max-output-pixels`` (headers only; the job decodes the pixels)."""
+    from modules.processing.extras import ExtrasBatchImagesParams, check_extras_limits
+    from modules.processing.image_codec import open_base64_image
+
+    if isinstance(request, ExtrasBatchImagesParams):
+        sources = [(f"imageList[{index}].data", item.data) for index, item in enumerate(request.imageList)]
+    else:
+        sources = [("image", request.image)]
+    sizes = [(field, open_base64_image(data, field, limits.max_image_pixels).size) for field, data in sources]
+    check_extras_limits(request, sizes, limits)
 
 
 def _png_info(data: str, callbacks: Any = None) -> dict[str, Any]:
     """The stored infotext and its parameters, after A1111's ``infotext_pasted`` callbacks (which may change
     them) have run."""
-    from modules.processing.image_codec import decode_base64_image
+    from modules.processing.image_codec import open_base64_image
     from modules.processing.image_metadata import read_infotext
     from modules.processing.infotext import parse_infotext
 
-    image = decode_base64_image(data, "image")
+    # Only the header and the chunks before the pixel data are read (A1111 writes its text chunks there):
+    # the pixels of an image of any size are never decoded here.
+    image = open_base64_image(data, "image", max_pixels=None)
     text, items = read_infotext(image)
     items = {key: value if isinstance(value, str | int | float | bool) or value is None else str(value)
              for key, value in items.items()}

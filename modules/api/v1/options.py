@@ -9,10 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from modules.api import generation
 from modules.api.runners import LOAD_MODEL, RELOAD_MODEL, UNLOAD_MODEL
 from modules.api.schemas import SDModelItem, SDVaeItem
-from modules.api.v1.common import SOURCE, run_model_job
+from modules.api.v1.common import run_model_job
 from modules.models.vae import list_vaes, resolve_vae
 from modules.services import Services
 
@@ -37,17 +36,20 @@ def build_router(services: Services) -> APIRouter:
 
     @router.post("/options")
     async def set_options(changes: dict[str, Any] = Body(...)) -> None:
-        """Validate and save options atomically; a new ``sd_model_checkpoint`` is loaded through the queue."""
+        """Validate and save options atomically. A new ``sd_model_checkpoint`` is loaded through the queue and, as
+        in A1111, the call returns once it is loaded (or fails with the load's error), so the next ``GET`` and the
+        next job see it."""
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
-            await asyncio.to_thread(generation.check_checkpoint, services, str(checkpoint), "sd_model_checkpoint")
+            await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint",
+                                    allow_pickle=settings.flags.allow_pickle)
         vae = changes.get("sd_vae")
         if isinstance(vae, str):
             known = await asyncio.to_thread(list_vaes, settings.model_paths.vae, services.catalog.folder)
             resolve_vae(vae, None, known)  # an unknown name is a 422 naming sd_vae
         await asyncio.to_thread(settings.update_options, changes)
         if checkpoint and not _is_loaded(services, str(checkpoint)):
-            await asyncio.to_thread(queue.submit, LOAD_MODEL, {"checkpoint": str(checkpoint)}, source=SOURCE)
+            await run_model_job(queue, LOAD_MODEL, {"checkpoint": str(checkpoint)})
         return None
 
     @router.get("/cmd-flags")
