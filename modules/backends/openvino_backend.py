@@ -116,8 +116,12 @@ class OpenVinoBackend(ExecutionBackend):
         hint = PRECISION_HINTS[precision]
         if hint is not None:
             config["INFERENCE_PRECISION_HINT"] = hint
-        if self.threads and self.device.startswith("CPU"):
-            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        if self.device.startswith("CPU"):
+            # PyTorch shares these cores in the same process (text encoder, VAE encode, the other auto routes):
+            # OpenVINO's default thread pinning holds its stream threads to cores the PyTorch pool also uses
+            config["ENABLE_CPU_PINNING"] = "NO"
+            if self.threads:
+                config["INFERENCE_NUM_THREADS"] = str(self.threads)
         return config
 
     def prepare(self, loaded: Any, *, cache_dir: Path, precision: str = "auto",
