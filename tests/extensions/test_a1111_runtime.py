@@ -8,6 +8,8 @@ incompatible, with the reason. The server is started as ``webui.main`` does, wit
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -273,3 +275,37 @@ def test_script_unloaded_and_before_reload_on_stop() -> None:
     stop(services, restarting=True)
     stop(services)
     assert order == ["before_reload", "script_unloaded", "script_unloaded"]
+
+
+def _split_picture() -> str:
+    image = Image.new("RGB", (8, 8), (200, 0, 0))
+    image.paste((0, 0, 200), (4, 0, 8, 8))  # left half red, right half blue
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _decoded(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+def test_postprocessing_script_runs_in_extras(http: httpx.Client) -> None:
+    """The extension's ScriptPostprocessing (order 900) inverts before Easel's upscale (order 1000) and adds a
+    mirrored extra image, which the upscale then processes too; the gated script gets None and does nothing."""
+    payload = {"upscaler_1": "Nearest", "upscaling_resize": 2}
+    single = http.post("/sdapi/v1/extra-single-image", json={**payload, "image": _split_picture()})
+    assert single.status_code == 200, single.text
+    body = single.json()
+    image = _decoded(body["image"])
+    assert image.size == (16, 16)  # the upscale ran after the script
+    assert image.getpixel((0, 0)) == (55, 255, 255) and image.getpixel((15, 0)) == (255, 255, 55)  # inverted
+    assert "A1111style invert: note=None, first pass width=8" in body["html_info"]
+    assert "Postprocess upscaler: Nearest" in body["html_info"] and "blackout" not in body["html_info"]
+
+    batch = http.post("/sdapi/v1/extra-batch-images",
+                      json={**payload, "imageList": [{"data": _split_picture(), "name": "split.png"}]})
+    assert batch.status_code == 200, batch.text
+    main, mirrored = (_decoded(data) for data in batch.json()["images"])
+    assert main.getpixel((0, 0)) == (55, 255, 255)
+    assert mirrored.size == (16, 16)  # the extra image went through the steps after the one that added it
+    assert mirrored.getpixel((0, 0)) == (255, 255, 55) and mirrored.getpixel((15, 0)) == (55, 255, 255)
