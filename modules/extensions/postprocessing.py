@@ -95,6 +95,30 @@ class PostprocessingRunner:
         kept = [(index, step) for index, step in enumerate(steps) if step.script is None or step.name not in left_out]
         return [step for _, step in sorted(kept, key=key)]
 
+    def process_image(self, image: Any, builtin: Callable[[Any, dict[str, Any]], Any], *,
+                      operation_order: Sequence[str] = (), disabled: Iterable[str] = (),
+                      notes: list[str] | None = None) -> list[tuple[Any, dict[str, Any]]]:
+        """``image`` as A1111's ``PostprocessedImage`` through :meth:`run`; ``builtin(image, info)`` is Easel's
+        step (returns the new image, adds to ``info``). Returns ``(image, info)`` for the image and each extra
+        image, leaving out (with a note) anything a script left that is not a PIL image."""
+        from PIL import Image
+
+        pp = PostprocessedImage(image)
+
+        def step(target: PostprocessedImage) -> None:
+            target.image = builtin(target.image, target.info)
+
+        self.run(pp, step, operation_order=operation_order, disabled=disabled, notes=notes)
+        outputs = []
+        for item in [pp, *pp.extra_images]:
+            if isinstance(item.image, Image.Image):
+                outputs.append((item.image, item.info))
+            elif notes is not None:
+                note = "a postprocessing script left something that is not an image; it was left out"
+                if note not in notes:
+                    notes.append(note)
+        return outputs
+
     def run(self, pp: PostprocessedImage, builtin: Callable[[PostprocessedImage], None], *,
             operation_order: Sequence[str] = (), disabled: Iterable[str] = (),
             notes: list[str] | None = None) -> None:

@@ -215,29 +215,21 @@ class ExtrasService:
 
     def process_outputs(self, image: Image.Image, params: ExtrasParams,
                         notes: list[str]) -> list[tuple[Image.Image, str]]:
-        """One input image through the extension postprocessing scripts (A1111's ``PostprocessedImage``) and
-        Easel's own step; returns the image and every extra image a script added, each with its infotext."""
-        from modules.scripts_postprocessing import PostprocessedImage
-
-        pp = PostprocessedImage(image.convert("RGB"))
-
-        def builtin(target: PostprocessedImage) -> None:
-            target.image = self._builtin(target.image.convert("RGB"), params, target.info, notes)
-
+        """One input image through the extension postprocessing scripts and Easel's own step; returns the image and
+        every extra image a script added, each with its infotext."""
         runner = self.postprocessing() if self.postprocessing is not None else None
         if runner is None or not runner.scripts:
-            builtin(pp)
-        else:
-            options = self.settings.options
-            runner.run(pp, builtin, operation_order=getattr(options, "postprocessing_operation_order", None) or [],
-                       disabled=getattr(options, "postprocessing_disable_in_extras", None) or [], notes=notes)
-        outputs = []
-        for item in [pp, *pp.extra_images]:
-            if not isinstance(item.image, Image.Image):
-                _add_note(notes, "a postprocessing script left something that is not an image; it was dropped")
-                continue
-            outputs.append((item.image, _info_text(item.info)))
-        return outputs
+            info: dict[str, Any] = {}
+            return [(self._builtin(image.convert("RGB"), params, info, notes), _info_text(info))]
+
+        def builtin(target: Image.Image, target_info: dict[str, Any]) -> Image.Image:
+            return self._builtin(target.convert("RGB"), params, target_info, notes)
+
+        options = self.settings.options
+        outputs = runner.process_image(image.convert("RGB"), builtin, notes=notes,
+                                       operation_order=getattr(options, "postprocessing_operation_order", None) or [],
+                                       disabled=getattr(options, "postprocessing_disable_in_extras", None) or [])
+        return [(output, _info_text(output_info)) for output, output_info in outputs]
 
     def _builtin(self, image: Image.Image, params: ExtrasParams, info: dict[str, Any],
                  notes: list[str]) -> Image.Image:
