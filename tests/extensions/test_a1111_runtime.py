@@ -309,3 +309,24 @@ def test_postprocessing_script_runs_in_extras(http: httpx.Client) -> None:
     assert main.getpixel((0, 0)) == (55, 255, 255)
     assert mirrored.size == (16, 16)  # the extra image went through the steps after the one that added it
     assert mirrored.getpixel((0, 0)) == (255, 255, 55) and mirrored.getpixel((15, 0)) == (55, 255, 255)
+
+
+def test_restrict_api_option_is_left_unchanged_by_the_api(server: RunningServer, http: httpx.Client) -> None:
+    """A1111's rule: an API write never changes a ``restrict_api`` option; no error, the other keys are stored."""
+    from modules import shared
+
+    answer = http.post("/sdapi/v1/options", json={"a1111style_secret": "changed", "a1111style_count": 5})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Easel-Ignored-Options"] == "a1111style_secret"
+    options = http.get("/sdapi/v1/options").json()
+    assert options["a1111style_secret"] == "keep" and options["a1111style_count"] == 5
+    config = json.loads(server.services.settings.data_paths.config_file.read_text())
+    assert config["a1111style_secret"] == "keep"
+    unchanged = http.post("/sdapi/v1/options", json={"a1111style_secret": "keep"})  # a GET/POST round trip
+    assert unchanged.status_code == 200 and "X-Easel-Ignored-Options" not in unchanged.headers
+    assert shared.opts.set("a1111style_secret", "from-api", is_api=True) is False
+    assert shared.opts.a1111style_secret == "keep"
+    assert shared.opts.set("a1111style_secret", "from-code") is True  # extension code itself may change it
+    assert http.get("/sdapi/v1/options").json()["a1111style_secret"] == "from-code"
+    shared.opts.set("a1111style_secret", "keep")
+    http.post("/sdapi/v1/options", json={"a1111style_count": 3})
