@@ -56,6 +56,9 @@ class RecordingImageStore(ImageStore):
         self.saves: list[SampleSave] = []
 
     def save(self, image: Image.Image, **arguments: object) -> Path:  # type: ignore[override]
+        # ``context`` (the run, for the store's listeners) stays here: the listeners run once, in the API
+        # process, when the save is replayed there, and see no run (as for an extras image in A1111).
+        arguments.pop("context", None)
         placeholder = self.root / f"pending-{len(self.saves)}"
         self.saves.append(SampleSave(str(placeholder), image.copy(), dict(arguments)))
         return placeholder

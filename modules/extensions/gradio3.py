@@ -73,6 +73,14 @@ def _warn(owner: str, name: str, why: str) -> None:
     log.warning("extension UI: %s(%s=...) is Gradio 3 API; %s", owner, name, why)
 
 
+def _inside_tabs() -> bool:
+    """Whether the block being built sits directly in a ``gr.Tabs`` (whose shown children must be tabs)."""
+    from gradio.context import Context
+    from gradio.layouts import Tabs
+
+    return isinstance(Context.block, Tabs)
+
+
 def translate_kwargs(cls: type, kwargs: dict[str, Any], accepted: set[str] | None = None) -> dict[str, Any]:
     """Gradio 3 keyword arguments of ``cls`` as Gradio 6 accepts them (renamed, converted or dropped)."""
     owner = cls.__name__
@@ -94,7 +102,7 @@ def translate_kwargs(cls: type, kwargs: dict[str, Any], accepted: set[str] | Non
         out.setdefault("columns", grid[0] if isinstance(grid, (list, tuple)) and grid else grid)
     if "max_rows" in out and "row_count" in accepted:
         out.pop("max_rows")
-    if out.get("visible") is False and "visible" in accepted:
+    if out.get("visible") is False and "visible" in accepted and not _inside_tabs():
         out["visible"] = "hidden"  # Gradio 3 kept hidden components in the page; extension scripts look them up
     if isinstance(out.get("scale"), float) and "scale" in accepted:
         out["scale"] = max(0, round(out["scale"]))

@@ -11,19 +11,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
+import webui
 from modules.processing.image_store import encode_base64
-from tests.api.conftest import RunningServer
+from tests.api.conftest import RunningServer, make_services, shutdown, start_server
 
-LOOPS = 1000  # the most --max-job-images allows by default: with the steps below, every job lasts minutes unstopped
+LOOPS = 100_000  # loop counts and step counts that make every job below last minutes if it is not stopped
+LOOPBACK_LOOPS = 10_000  # the loopback script's own cap
 STEPS = 60
 FINAL_WAIT = 30.0  # seconds; each job's natural length is far beyond this
 LATENCIES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def easel(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path,
+          single_threaded_torch: None) -> Iterator[RunningServer]:
+    """A generation server of its own, started with ``--max-job-images`` raised so that the scripts may be asked
+    for the endless loops an operator could allow (the default limit would refuse them before they start)."""
+    services = make_services(tmp_path_factory.mktemp("cancel-data"), tiny_models_dir,
+                             ["--max-job-images", str(10 * LOOPS)])
+    app = webui.create_app(services)
+    services.queue.start()
+    running = start_server(services, app)
+    webui.warm_up(services)
+    assert services.startup_error is None and services.manager.current is not None, services.startup_error
+    yield running
+    shutdown(running)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +68,7 @@ def _txt2img(**fields: Any) -> dict[str, Any]:
 
 
 SCRIPT_JOBS: dict[str, Callable[[], dict[str, Any]]] = {
-    "loopback": lambda: _img2img(script_name="loopback", script_args=[LOOPS, 0.3, "Linear", "None"]),
+    "loopback": lambda: _img2img(script_name="loopback", script_args=[LOOPBACK_LOOPS, 0.3, "Linear", "None"]),
     "x/y/z plot": lambda: _txt2img(script_name="x/y/z plot", script_args=[
         "Seed", f"1-{LOOPS}", None, "Nothing", "", None, "Nothing", "", None,
         True, True, False, False, False, False, False, 0, False]),
