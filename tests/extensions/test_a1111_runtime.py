@@ -299,7 +299,7 @@ def test_postprocessing_script_runs_in_extras(http: httpx.Client) -> None:
     image = _decoded(body["image"])
     assert image.size == (16, 16)  # the upscale ran after the script
     assert image.getpixel((0, 0)) == (55, 255, 255) and image.getpixel((15, 0)) == (255, 255, 55)  # inverted
-    assert "A1111style invert: note=None, first pass width=8" in body["html_info"]
+    assert "A1111style invert: note=None, first pass width=8, width=8" in body["html_info"]
     assert "Postprocess upscaler: Nearest" in body["html_info"] and "blackout" not in body["html_info"]
 
     batch = http.post("/sdapi/v1/extra-batch-images",
@@ -330,3 +330,20 @@ def test_restrict_api_option_is_left_unchanged_by_the_api(server: RunningServer,
     assert http.get("/sdapi/v1/options").json()["a1111style_secret"] == "from-code"
     shared.opts.set("a1111style_secret", "keep")
     http.post("/sdapi/v1/options", json={"a1111style_count": 3})
+
+
+def test_postprocessing_order_and_disable_options(http: httpx.Client) -> None:
+    """A1111's ``postprocessing_operation_order`` puts Easel's Upscale step before the script (which then sees the
+    upscaled image); ``postprocessing_disable_in_extras`` leaves the script out."""
+    payload = {"upscaler_1": "Nearest", "upscaling_resize": 2, "image": _split_picture()}
+    try:
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": ["Upscale", "A1111style invert"]})
+        body = http.post("/sdapi/v1/extra-single-image", json=payload).json()
+        assert "first pass width=8, width=16" in body["html_info"]
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": [],
+                                             "postprocessing_disable_in_extras": ["A1111style invert"]})
+        body = http.post("/sdapi/v1/extra-single-image", json=payload).json()
+        assert _decoded(body["image"]).getpixel((0, 0)) == (200, 0, 0) and "invert" not in body["html_info"]
+    finally:
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": [],
+                                             "postprocessing_disable_in_extras": []})
