@@ -23,7 +23,7 @@ from modules.models.vae import VaeFile, list_vaes, resolve_vae
 from modules.processing.image_codec import decode_base64_image
 from modules.processing.infotext import infotext_to_params, parse_infotext
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams, check_limits
-from modules.services import ScriptsApi, Services
+from modules.services import Services
 
 SAME_AS_FIRST_PASS = ("", "Use same sampler")
 READY_POLL_SECONDS = 0.05
@@ -37,20 +37,6 @@ async def wait_ready(services: Services, timeout: float = 300.0) -> None:
         if loop.time() >= deadline:
             raise StartingError("the processing core is still starting; try again in a moment")
         await asyncio.sleep(READY_POLL_SECONDS)
-
-
-SCRIPTS_READY_SECONDS = 60.0
-
-
-async def wait_scripts_ready(services: Services, timeout: float | None = None) -> ScriptsApi | None:
-    """The scripts service once the warm-up has loaded every script (None if this install has none). Requests
-    that name scripts wait for it instead of being answered from a half-built registry; after ``timeout`` a 503
-    with ``Retry-After``."""
-    try:
-        await wait_ready(services, SCRIPTS_READY_SECONDS if timeout is None else timeout)
-    except EaselError:
-        raise StartingError("scripts and extensions are still loading; retry in a few seconds") from None
-    return services.scripts
 
 
 def validate_params(cls: type[GenerationParams], data: dict[str, Any], *, origin: str = "") -> GenerationParams:
@@ -167,10 +153,8 @@ async def prepare(services: Services, params: GenerationParams) -> GenerationPar
         if not params.init_images:
             raise UserInputError("init_images", "img2img needs at least one init image (base64 or a data URL)")
         init_sizes = await services.cpu_work.run(_check_init_images, params, limits.max_image_pixels)
-    if params.script_name or params.alwayson_scripts:
-        scripts = await wait_scripts_ready(services)  # never validated against a half-loaded registry
-        if scripts is not None:
-            scripts.validate(params, limits=limits, init_sizes=init_sizes)
+    if services.scripts is not None:  # the readiness middleware lets no request in before the warm-up built it
+        services.scripts.validate(params, limits=limits, init_sizes=init_sizes)
     return params
 
 

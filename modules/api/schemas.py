@@ -1,7 +1,7 @@
 """Request and response models of the API that are not processing parameters.
 
 Generation requests are :class:`modules.processing.params.Txt2ImgParams` / ``Img2ImgParams`` themselves (the
-request model *is* the processing input); these are the other A1111 shapes (``webui-contract.md`` §2.1) and
+request model *is* the processing input); these are the other A1111 shapes (``docs/A1111-CONTRACT.md``) and
 Easel's ``/sdapi/v2`` job views. Field names are the contract; A1111 clients read them by name.
 """
 

@@ -34,7 +34,7 @@ First preparation (export + session/compile; later loads read the cached export)
 27 s (OpenVINO); 37.5 M 70 s / 147 s; SD 1.5 65 s / 225 s. Resident memory added next to the PyTorch UNet (kept
 for restore and per-call fallback): SD 1.5 2.5 GiB (ONNX Runtime) / 3.7 GiB (OpenVINO). Even at 100% of the
 measured fp32 matmul peak an SD 1.5 512² step (1.61 TFLOP) would take 17.9 s here, 1.57x PyTorch's 28.2 s: without
-bf16 hardware no backend can reach the 2.4x that issue 9 saw with OpenVINO's bf16 hint on a CPU that has it.
+bf16 hardware no backend can reach the 2.4x measured with OpenVINO's bf16 hint on a CPU that has it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def cpu_preference(native_bf16: bool) -> tuple[str, ...]:
     """Exported CPU runtimes ``auto`` may pick, best first.
 
     With native bf16, OpenVINO first: its default bf16 hint ran an SD 1.5 512² step 2.4x faster than PyTorch fp32
-    on such a CPU (issue 9), which ONNX Runtime's fp32-only CPU provider cannot match. Without it both run f32 at
+    on such a CPU, which ONNX Runtime's fp32-only CPU provider cannot match. Without it both run f32 at
     about the same speed (table above), and ONNX Runtime prepares 3.5x faster with a third less memory.
     """
     return ("openvino", "onnxruntime") if native_bf16 else ("onnxruntime", "openvino")

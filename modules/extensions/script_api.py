@@ -1,4 +1,4 @@
-"""The A1111 ``Script`` base class (contract §3), re-exported by the ``modules.scripts`` façade.
+"""The A1111 ``Script`` base class, re-exported by the ``modules.scripts`` façade.
 
 Method names, signatures and defaults are A1111 v1.10.1's, so extension scripts subclass it unchanged. Every
 hook is a no-op here; :mod:`modules.extensions.runner` decides which ones run and with which arguments.

@@ -1,7 +1,7 @@
 """Generation parameters: the A1111 request model *is* the processing input.
 
 Field names and defaults are A1111 v1.10.1's ``/sdapi/v1/txt2img`` and ``/img2img`` request fields (see
-``shared/reference/webui-contract.md`` §2.1), including its quirks: ``denoising_strength`` defaults to null
+``docs/A1111-CONTRACT.md``), including its quirks: ``denoising_strength`` defaults to null
 for txt2img, ``sampler_name`` may carry a schedule suffix ("DPM++ 2M Karras"), and explicit ``null`` for any
 optional field means "use the default" (real clients send nulls). The API validates these models and the
 processing core consumes them as they are; the UI builds the same objects from named components.

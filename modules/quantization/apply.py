@@ -1,11 +1,16 @@
-"""Apply a quantization method to a loaded model's components, reversibly, with a cache where possible.
+"""Apply a quantization method to a loaded model's components, with a cache where possible.
 
-``keep_original=True`` (tests, one-off jobs) keeps the unquantized component so :meth:`QuantizedComponents.remove`
-puts it back exactly. ``keep_original=False`` is what saves memory: the original is dropped, and undoing means
-reloading the model (the manager's ``reload``). Quantized weights are cached in
-``<cache>/quantized/<model-hash>-<method>/<component>/`` for methods that serialise (optimum-quanto); for
-bitsandbytes and torchao quantizing on load is cheap (seconds) and their tensors do not round-trip through
-safetensors outside the transformers/diffusers loaders, so they are not cached.
+Reversible only with ``keep_original=True`` (tests, one-off jobs): the unquantized component is kept and
+:meth:`QuantizedComponents.remove` puts it back exactly. Production (the execution setup) passes
+``keep_original=False``, which is what saves memory: the original is dropped, ``remove()`` refuses, and undoing
+means reloading the model (the manager's ``reload``). Quantization here happens after load, on the pipeline's
+components; diffusers can also quantize at load time (``quantization_config`` with ``BitsAndBytesConfig``,
+``TorchAoConfig``, ``QuantoConfig`` or ``PipelineQuantizationConfig``), which Easel does not use yet because its
+model manager loads a pipeline once and applies the execution options (backend, memory, quantization) to it
+afterwards. Quantized weights are cached in ``<cache>/quantized/<model-hash>-<method>/<component>/`` for
+methods that serialise (optimum-quanto); for bitsandbytes and torchao quantizing on load is cheap (seconds) and
+their tensors do not round-trip through safetensors outside the transformers/diffusers loaders, so they are not
+cached.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ CSS = """
 """
 
 
-def extension_folders(services: Any) -> list[Path]:
+def extension_folders(services: Services) -> list[Path]:
     """The enabled extensions' folders in load order (as the scripts service found them)."""
     from modules.extensions.discovery import discover_extensions
 
@@ -43,7 +43,7 @@ def extension_folders(services: Any) -> list[Path]:
     return [extension.path for extension in found if extension.enabled]
 
 
-def extension_roots(services: Any) -> list[Path]:
+def extension_roots(services: Services) -> list[Path]:
     return list(services.extension_roots or [REPO_ROOT / "extensions"])
 
 

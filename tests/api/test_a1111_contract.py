@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -171,38 +170,6 @@ def test_sd_vae_is_applied_and_reported_only_when_applied(webui_client, client, 
     finally:
         webui_client.set_options({"sd_vae": "Automatic"})
         vae_file.unlink()
-
-
-def test_scripts_answer_right_or_503_during_warm_up(tmp_path, tiny_models_dir, api, monkeypatch):
-    import httpx
-
-    import webui
-    from modules.api import generation
-
-    services = api.make_services(tmp_path / "data", tiny_models_dir)
-    running = api.start_server(services)
-    try:
-        with running.client() as http:
-            monkeypatch.setattr(generation, "SCRIPTS_READY_SECONDS", 0.2)
-            for path in ("/sdapi/v1/scripts", "/sdapi/v1/script-info"):
-                early = http.get(path)
-                assert early.status_code == 503 and early.headers["Retry-After"] == "5", early.text
-            job = {"type": "txt2img", "params": {"prompt": "a cat", "script_name": "no such script"}}
-            early = http.post("/sdapi/v2/jobs", json=job)
-            assert early.status_code == 503 and early.headers["Retry-After"]  # not accepted half-checked
-            monkeypatch.setattr(generation, "SCRIPTS_READY_SECONDS", 120.0)
-            with httpx.Client(base_url=running.base_url, timeout=180) as waiting:
-                answers: dict[str, httpx.Response] = {}
-                asking = threading.Thread(target=lambda: answers.update(scripts=waiting.get("/sdapi/v1/scripts")))
-                asking.start()
-                webui.warm_up(services, load_model=False)  # the request above waits for this, then answers
-                asking.join(60)
-            assert answers["scripts"].status_code == 200
-            assert "x/y/z plot" in answers["scripts"].json()["txt2img"]
-            late = http.post("/sdapi/v2/jobs", json=job)
-            assert late.status_code == 422 and "no such script" in late.json()["detail"]
-    finally:
-        api.shutdown(running)
 
 
 def test_setting_the_checkpoint_returns_once_it_is_loaded(tmp_path, tiny_sd_path, api, single_threaded_torch):

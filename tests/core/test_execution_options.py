@@ -59,6 +59,7 @@ def test_rest_options_answers_422_naming_the_key(tmp_path: Path, tiny_models_dir
 
     settings = Settings.load(["--data-dir", str(tmp_path), "--models-dir", str(tiny_models_dir), "--nowebui"], {})
     services = webui.build_services(settings)
+    services.ready.set()  # options are validated without a model: skip the warm-up the readiness layer waits for
 
     async def exchange() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=webui.create_app(services))  # no lifespan: no warm-up, no model

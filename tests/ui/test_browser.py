@@ -142,10 +142,6 @@ def test_ui_end_to_end(easel_server: Any, browser: Any) -> None:
 
 def test_auth_protects_the_ui(models_dir_two: Path, tmp_path: Path, browser: Any) -> None:
     """With --auth the UI needs the credentials (the API's middleware guards every route, the UI included)."""
-    try:
-        import modules.api.app  # noqa: F401
-    except ImportError:
-        pytest.skip("modules/api/app.py (the auth middleware) does not exist yet")
     from tests.ui.conftest import run_server
 
     with run_server(["--data-dir", str(tmp_path / "data"), "--models-dir", str(models_dir_two), "--use-cpu",

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from modules.api import generation
 from modules.api.runners import BUILTIN_UPSCALERS
 from modules.api.schemas import (
     FaceRestorerItem,
@@ -106,16 +105,14 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/scripts", response_model=ScriptsList)
     async def scripts() -> dict[str, Any]:
-        """Selectable scripts by tab; during the warm-up it waits for them (a 503 with Retry-After after a minute),
-        so it never answers a half-loaded list."""
-        provider = await generation.wait_scripts_ready(services)
+        provider = services.scripts
         if provider is None:
             return {"txt2img": [], "img2img": []}
         return {"txt2img": list(provider.titles(False)), "img2img": list(provider.titles(True))}
 
     @router.get("/script-info")
     async def script_info() -> list[dict[str, Any]]:
-        provider = await generation.wait_scripts_ready(services)
+        provider = services.scripts
         return list(provider.script_info()) if provider is not None else []
 
     @router.get("/extensions")
