@@ -148,6 +148,7 @@ def wire_processing_core(services: Services) -> None:
     extras = ExtrasService(settings=settings, upscalers=upscalers, image_store=services.image_store,
                            face_restorers=faces)
     services.extras = extras
+    extras.postprocessing = lambda: getattr(services.scripts, "postprocessing", None)
     services.register_runner("extras", extras.run_job)
     # 5. ControlNet: units from alwayson_scripts, IP-Adapter patches undone when a run ends
     controlnet = ControlNetService(settings.model_paths.controlnet, limits=settings.limits)

@@ -1,6 +1,5 @@
-"""A1111's ``modules.scripts_postprocessing`` base classes, so extension files that define extras-tab
-postprocessing scripts load. Easel's extras pipeline (upscale, face restoration) does not run extension
-postprocessing scripts yet: such classes are found and reported, not run."""
+"""A1111's ``modules.scripts_postprocessing``: the base class of extras-tab postprocessing scripts and the
+image they process. Extension subclasses run in Easel's extras job (:mod:`modules.extensions.postprocessing`)."""
 
 from __future__ import annotations
 
@@ -29,6 +28,8 @@ class PostprocessedImage:
         copy = PostprocessedImage(new_image)
         copy.nametags = list(self.nametags) + list(nametags or [])
         copy.disable_processing = disable_processing
+        copy.info = dict(self.info)
+        copy.shared = self.shared
         return copy
 
 

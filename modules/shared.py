@@ -129,8 +129,11 @@ class _Opts:
         return key in _settings().options.model_dump() or compat.options().info(key) is not None
 
     def set(self, key: str, value: Any, is_api: bool = False, run_callbacks: bool = True) -> bool:
-        """Store ``value`` (checked like an API write); the option's ``onchange`` callbacks run when it changed."""
+        """Store ``value`` (checked like an API write); the option's ``onchange`` callbacks run when it changed.
+        With ``is_api``, an option registered with ``restrict_api=True`` is left unchanged and False returned."""
         registry = compat.options()
+        if is_api and registry.api_ignored({key: value}, _settings().options.model_dump()):
+            return False
         registry.check({key: value}, is_api=is_api)
         _settings().update_options({key: value}, save=False)
         return True

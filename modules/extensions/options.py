@@ -16,7 +16,9 @@ Where things live, for every reader (the Settings page, ``/sdapi/v1/options``, `
   extension options.
 
 Writes from the API and from ``shared.opts.set`` are checked against the registered default's type (a 422 that
-names the key) and run the option's ``onchange`` callbacks after the value is stored.
+names the key) and run the option's ``onchange`` callbacks after the value is stored. As in A1111, an API write
+(``/sdapi/v1/options``, ``shared.opts.set(..., is_api=True)``) never changes an option registered with
+``restrict_api=True``: :meth:`ExtensionOptions.api_ignored` names the keys left out.
 """
 
 from __future__ import annotations
@@ -112,11 +114,22 @@ class ExtensionOptions:
             info = self._infos.get(key)
             if info is None or key in declared:
                 continue
-            if is_api and getattr(info, "restrict_api", False):
-                raise UserInputError(key, "this option cannot be changed through the API")
             expected = _type_name(info.default)
             if expected is not None and not _same_type(value, info.default):
                 raise UserInputError(key, f"must be {expected} (got {type(value).__name__})")
+
+    def api_ignored(self, changes: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+        """The keys of an API write that A1111's ``Options.set(key, value, is_api=True)`` leaves alone: options
+        registered with ``restrict_api=True`` (or ``do_not_save``) whose value would change. A1111 skips them
+        without an error and stores the request's other keys; writing the current value is not a change."""
+        ignored = []
+        for key, value in changes.items():
+            info = self._infos.get(key)
+            if info is None or current.get(key) == value:
+                continue
+            if getattr(info, "restrict_api", False) or getattr(info, "do_not_save", False):
+                ignored.append(key)
+        return ignored
 
     def changed(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[OptionChange]:
         """Run ``onchange`` callbacks of every key whose value changed; each call isolated and logged."""

@@ -392,15 +392,24 @@ class RunScriptHooks:
             extra_networks.deactivate(run)
 
 
-def classes_from_files(files: Iterable[ScriptFile], errors: list[ScriptError]) -> list[LoadedScriptClass]:
+def classes_from_files(files: Iterable[ScriptFile], errors: list[ScriptError],
+                       postprocessing: list[tuple[type, str, str]] | None = None) -> list[LoadedScriptClass]:
     """The script classes of ``files``; a class two files share (one imports it from the other, or both from a
-    helper module) is registered once, for the first file that has it."""
+    helper module) is registered once, for the first file that has it. A1111 ``ScriptPostprocessing`` classes
+    go to ``postprocessing`` as ``(class, owner, file)``, also once each."""
+    from modules.extensions.postprocessing import postprocessing_classes
+
     loaded: list[LoadedScriptClass] = []
     seen: set[type] = set()
     for file in files:
         module = load_script_module(file, errors)
         if module is None:
             continue
+        if postprocessing is not None:
+            for cls in postprocessing_classes(module):
+                if cls not in seen:
+                    seen.add(cls)
+                    postprocessing.append((cls, file.owner, str(file.path)))
         for found in script_classes(module, file):
             if found.cls not in seen:
                 seen.add(found.cls)

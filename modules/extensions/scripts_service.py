@@ -24,6 +24,7 @@ from modules.extensions.discovery import (
     discover_extensions,
     run_install_scripts,
 )
+from modules.extensions.postprocessing import PostprocessingRunner
 from modules.extensions.runner import RunScriptHooks, ScriptError, ScriptRunner, classes_from_files
 from modules.extensions.script_api import Script
 
@@ -42,6 +43,7 @@ class ScriptsService:
     runners: dict[bool, ScriptRunner] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     install_results: list[Any] = field(default_factory=list)
+    postprocessing: PostprocessingRunner | None = None  # extension ScriptPostprocessing scripts (the extras job)
 
     def load(self) -> None:
         """Discover, (optionally) install, and load every script; reports problems, never raises."""
@@ -52,7 +54,9 @@ class ScriptsService:
             for problem in extension.problems:
                 log.warning("extension %s: %s", extension.name, problem)
         files = collect_script_files(self.builtin_dirs, self.extensions)
-        classes = classes_from_files(files, self.errors)
+        found: list[tuple[type, str, str]] = []
+        classes = classes_from_files(files, self.errors, found)
+        self.postprocessing = PostprocessingRunner(found)
         self.runners = {
             False: ScriptRunner(classes, is_img2img=False, errors=self.errors),
             True: ScriptRunner(classes, is_img2img=True, errors=self.errors),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -146,6 +147,9 @@ class ExtrasService:
     upscalers: Any  # UpscalerService
     image_store: Any = None  # ImageStore
     face_restorers: FaceRestorers | None = None
+    # The extension postprocessing scripts (a ``PostprocessingRunner``), looked up per job: they load after this
+    # service is built.
+    postprocessing: Callable[[], Any] | None = None
 
     def run_job(self, job: Any, ctx: Any) -> dict[str, Any]:
         params = parse_extras_payload(dict(job.payload))
@@ -174,23 +178,24 @@ class ExtrasService:
                     result.interrupted = True
                     break
                 ctx.report(index, len(items), textinfo=f"extras {index + 1}/{len(items)}")
+            notes: list[str] = []
             try:
-                processed, info, notes = self.process_image(image, params)
+                outputs = self.process_outputs(image, params, notes)
             except JobCancelled:  # stopped inside an upscaler tile or a face: a cancel ends the job, an
                 cancellation.check_abort()  # interrupt keeps the images finished so far (A1111)
                 result.interrupted = True
                 break
             for note in notes:
-                if note not in result.notes:
-                    result.notes.append(note)
+                _add_note(result.notes, note)
             geninfo, _ = read_infotext(image)
-            infotext = f"{geninfo}\n{info}" if geninfo and info else (geninfo or info)
-            result.images.append(processed)
-            result.infotexts.append(infotext)
-            result.postprocess_info.append(info)
-            result.names.append(name)
-            if save:
-                self._save(processed, infotext, name)
+            for processed, info in outputs:
+                infotext = f"{geninfo}\n{info}" if geninfo and info else (geninfo or info)
+                result.images.append(processed)
+                result.infotexts.append(infotext)
+                result.postprocess_info.append(info)
+                result.names.append(name)
+                if save:
+                    self._save(processed, infotext, name)
         if ctx is not None and not result.interrupted:
             ctx.report(len(items), len(items))
         return result
@@ -203,16 +208,36 @@ class ExtrasService:
 
     def process_image(self, image: Image.Image, params: ExtrasParams) -> tuple[Image.Image, str, list[str]]:
         """One image: face restoration and upscaling in the requested order; returns image, infotext, notes."""
-        image = image.convert("RGB")
         info: dict[str, Any] = {}
         notes: list[str] = []
+        image = self._builtin(image.convert("RGB"), params, info, notes)
+        return image, _info_text(info), notes
+
+    def process_outputs(self, image: Image.Image, params: ExtrasParams,
+                        notes: list[str]) -> list[tuple[Image.Image, str]]:
+        """One input image through the extension postprocessing scripts and Easel's own step; returns the image and
+        every extra image a script added, each with its infotext."""
+        runner = self.postprocessing() if self.postprocessing is not None else None
+        if runner is None or not runner.scripts:
+            info: dict[str, Any] = {}
+            return [(self._builtin(image.convert("RGB"), params, info, notes), _info_text(info))]
+
+        def builtin(target: Image.Image, target_info: dict[str, Any]) -> Image.Image:
+            return self._builtin(target.convert("RGB"), params, target_info, notes)
+
+        options = self.settings.options
+        outputs = runner.process_image(image.convert("RGB"), builtin, notes=notes,
+                                       operation_order=getattr(options, "postprocessing_operation_order", None) or [],
+                                       disabled=getattr(options, "postprocessing_disable_in_extras", None) or [])
+        return [(output, _info_text(output_info)) for output, output_info in outputs]
+
+    def _builtin(self, image: Image.Image, params: ExtrasParams, info: dict[str, Any],
+                 notes: list[str]) -> Image.Image:
         if params.upscale_first:
             image = self._upscale(image, params, info)
-            image = self._restore_faces(image, params, info, notes)
-        else:
-            image = self._restore_faces(image, params, info, notes)
-            image = self._upscale(image, params, info)
-        return image, ", ".join(f"{key}: {value}" for key, value in info.items()), notes
+            return self._restore_faces(image, params, info, notes)
+        image = self._restore_faces(image, params, info, notes)
+        return self._upscale(image, params, info)
 
     def _upscale(self, image: Image.Image, params: ExtrasParams, info: dict[str, Any]) -> Image.Image:
         if params.upscaler_1 == NONE_UPSCALER:
@@ -294,6 +319,12 @@ class ExtrasService:
 def _add_note(notes: list[str], note: str) -> None:
     if note not in notes:
         notes.append(note)
+
+
+def _info_text(info: dict[str, Any]) -> str:
+    """A1111's postprocessing infotext: ``key: value`` pairs (a bare key when key and value are equal), ``None``
+    values left out."""
+    return ", ".join(key if key == value else f"{key}: {value}" for key, value in info.items() if value is not None)
 
 
 def _number(value: float) -> float | int:

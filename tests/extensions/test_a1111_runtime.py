@@ -8,6 +8,8 @@ incompatible, with the reason. The server is started as ``webui.main`` does, wit
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -273,3 +275,75 @@ def test_script_unloaded_and_before_reload_on_stop() -> None:
     stop(services, restarting=True)
     stop(services)
     assert order == ["before_reload", "script_unloaded", "script_unloaded"]
+
+
+def _split_picture() -> str:
+    image = Image.new("RGB", (8, 8), (200, 0, 0))
+    image.paste((0, 0, 200), (4, 0, 8, 8))  # left half red, right half blue
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _decoded(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+def test_postprocessing_script_runs_in_extras(http: httpx.Client) -> None:
+    """The extension's ScriptPostprocessing (order 900) inverts before Easel's upscale (order 1000) and adds a
+    mirrored extra image, which the upscale then processes too; the gated script gets None and does nothing."""
+    payload = {"upscaler_1": "Nearest", "upscaling_resize": 2}
+    single = http.post("/sdapi/v1/extra-single-image", json={**payload, "image": _split_picture()})
+    assert single.status_code == 200, single.text
+    body = single.json()
+    image = _decoded(body["image"])
+    assert image.size == (16, 16)  # the upscale ran after the script
+    assert image.getpixel((0, 0)) == (55, 255, 255) and image.getpixel((15, 0)) == (255, 255, 55)  # inverted
+    assert "A1111style invert: note=None, first pass width=8, width=8" in body["html_info"]
+    assert "Postprocess upscaler: Nearest" in body["html_info"] and "blackout" not in body["html_info"]
+
+    batch = http.post("/sdapi/v1/extra-batch-images",
+                      json={**payload, "imageList": [{"data": _split_picture(), "name": "split.png"}]})
+    assert batch.status_code == 200, batch.text
+    main, mirrored = (_decoded(data) for data in batch.json()["images"])
+    assert main.getpixel((0, 0)) == (55, 255, 255)
+    assert mirrored.size == (16, 16)  # the extra image went through the steps after the one that added it
+    assert mirrored.getpixel((0, 0)) == (255, 255, 55) and mirrored.getpixel((15, 0)) == (55, 255, 255)
+
+
+def test_restrict_api_option_is_left_unchanged_by_the_api(server: RunningServer, http: httpx.Client) -> None:
+    """A1111's rule: an API write never changes a ``restrict_api`` option; no error, the other keys are stored."""
+    from modules import shared
+
+    answer = http.post("/sdapi/v1/options", json={"a1111style_secret": "changed", "a1111style_count": 5})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Easel-Ignored-Options"] == "a1111style_secret"
+    options = http.get("/sdapi/v1/options").json()
+    assert options["a1111style_secret"] == "keep" and options["a1111style_count"] == 5
+    config = json.loads(server.services.settings.data_paths.config_file.read_text())
+    assert config["a1111style_secret"] == "keep"
+    unchanged = http.post("/sdapi/v1/options", json={"a1111style_secret": "keep"})  # a GET/POST round trip
+    assert unchanged.status_code == 200 and "X-Easel-Ignored-Options" not in unchanged.headers
+    assert shared.opts.set("a1111style_secret", "from-api", is_api=True) is False
+    assert shared.opts.a1111style_secret == "keep"
+    assert shared.opts.set("a1111style_secret", "from-code") is True  # extension code itself may change it
+    assert http.get("/sdapi/v1/options").json()["a1111style_secret"] == "from-code"
+    shared.opts.set("a1111style_secret", "keep")
+    http.post("/sdapi/v1/options", json={"a1111style_count": 3})
+
+
+def test_postprocessing_order_and_disable_options(http: httpx.Client) -> None:
+    """A1111's ``postprocessing_operation_order`` puts Easel's Upscale step before the script (which then sees the
+    upscaled image); ``postprocessing_disable_in_extras`` leaves the script out."""
+    payload = {"upscaler_1": "Nearest", "upscaling_resize": 2, "image": _split_picture()}
+    try:
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": ["Upscale", "A1111style invert"]})
+        body = http.post("/sdapi/v1/extra-single-image", json=payload).json()
+        assert "first pass width=8, width=16" in body["html_info"]
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": [],
+                                             "postprocessing_disable_in_extras": ["A1111style invert"]})
+        body = http.post("/sdapi/v1/extra-single-image", json=payload).json()
+        assert _decoded(body["image"]).getpixel((0, 0)) == (200, 0, 0) and "invert" not in body["html_info"]
+    finally:
+        http.post("/sdapi/v1/options", json={"postprocessing_operation_order": [],
+                                             "postprocessing_disable_in_extras": []})

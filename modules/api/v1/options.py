@@ -4,16 +4,19 @@ reload, memory). A new ``sd_model_checkpoint`` and the unload/reload calls are j
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from modules.api.runners import LOAD_MODEL, RELOAD_MODEL, UNLOAD_MODEL
 from modules.api.schemas import SDModelItem, SDVaeItem
 from modules.api.v1.common import run_model_job
 from modules.models.vae import list_vaes, resolve_vae
 from modules.services import Services
+
+log = logging.getLogger(__name__)
 
 SECRET_FLAGS = ("auth", "api_auth")
 
@@ -35,10 +38,18 @@ def build_router(services: Services) -> APIRouter:
         return options
 
     @router.post("/options")
-    async def set_options(changes: dict[str, Any] = Body(...)) -> None:
+    async def set_options(response: Response, changes: dict[str, Any] = Body(...)) -> None:
         """Validate and save options atomically. A new ``sd_model_checkpoint`` is loaded through the queue and, as
         in A1111, the call returns once it is loaded (or fails with the load's error), so the next ``GET`` and the
-        next job see it."""
+        next job see it. As in A1111, options an extension registered with ``restrict_api=True`` are never
+        changed through the API: they are left out without an error (the request's other keys are stored), and
+        the ``X-Easel-Ignored-Options`` header names them."""
+        ignored = _api_ignored(changes, settings.options.model_dump())
+        if ignored:
+            log.warning("POST /sdapi/v1/options: %s cannot be changed through the API; left unchanged",
+                        ", ".join(ignored))
+            response.headers["X-Easel-Ignored-Options"] = ",".join(ignored)
+            changes = {key: value for key, value in changes.items() if key not in ignored}
         checkpoint = changes.get("sd_model_checkpoint")
         if checkpoint:
             await asyncio.to_thread(services.catalog.check, str(checkpoint), "sd_model_checkpoint",
@@ -98,6 +109,17 @@ def build_router(services: Services) -> APIRouter:
         return await run_model_job(queue, RELOAD_MODEL)
 
     return router
+
+
+def _api_ignored(changes: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    from modules.extensions import compat
+
+    try:
+        registry = compat.options()
+    except RuntimeError:  # the extension layer is not bound: no extension registered an option
+        return []
+    ignored: list[str] = registry.api_ignored(changes, current)
+    return ignored
 
 
 def _is_loaded(services: Services, checkpoint: str) -> bool:
