@@ -66,11 +66,11 @@ def test_only_the_cut_around_the_face_changes(restored: RestoredImage) -> None:
 
 
 @pytest.mark.slow
-def test_extras_blends_the_restored_face_by_visibility(gfpgan: FaceRestorerService,
-                                                        restored: RestoredImage) -> None:
+def test_extras_blends_the_restored_face_by_visibility(gfpgan: FaceRestorerService, restored: RestoredImage,
+                                                        tmp_path: Path) -> None:
     from modules.processing.extras import ExtrasService, parse_extras_payload
 
-    extras = ExtrasService(settings=None, upscalers=None, face_restorers=gfpgan)
+    extras = ExtrasService(settings=_settings(tmp_path), upscalers=None, face_restorers=gfpgan)
     params = parse_extras_payload({"gfpgan_visibility": 0.5})
     result = extras.process(params, images=[(_picture(), "")])
     half = np.asarray(result.images[0], dtype=np.float32)
@@ -84,6 +84,13 @@ def test_extras_blends_the_restored_face_by_visibility(gfpgan: FaceRestorerServi
     assert result.notes == []
 
 
+def _settings(data_dir: Path) -> object:
+    """Default settings (and so the default resource limits) over a scratch data dir."""
+    from modules.core.settings import Settings
+
+    return Settings.load(["--data-dir", str(data_dir / "data")], {})
+
+
 def test_visibility_zero_returns_the_original_without_loading(gfpgan_models_dir: Path) -> None:
     service = FaceRestorerService(ModelPaths(gfpgan_models_dir), detector=FixedBoxes(FACE))
     result = service.get("GFPGAN").restore(_picture(), visibility=0.0)
@@ -91,11 +98,11 @@ def test_visibility_zero_returns_the_original_without_loading(gfpgan_models_dir:
     assert service._loaded is None
 
 
-def test_no_face_found_leaves_the_picture_and_says_so(gfpgan_models_dir: Path) -> None:
+def test_no_face_found_leaves_the_picture_and_says_so(gfpgan_models_dir: Path, tmp_path: Path) -> None:
     from modules.processing.extras import ExtrasService, parse_extras_payload
 
     service = FaceRestorerService(ModelPaths(gfpgan_models_dir), detector=FixedBoxes())
-    extras = ExtrasService(settings=None, upscalers=None, face_restorers=service)
+    extras = ExtrasService(settings=_settings(tmp_path), upscalers=None, face_restorers=service)
     result = extras.process(parse_extras_payload({"gfpgan_visibility": 1.0}), images=[(_picture(), "")])
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(_picture()))
     assert result.notes == ["GFPGAN: no face found"]
@@ -137,7 +144,7 @@ def test_missing_models_name_the_folder_and_the_extras_note_says_so(tmp_path: Pa
     service = FaceRestorerService(ModelPaths(tmp_path), detector=FixedBoxes(FACE))
     with pytest.raises(NotFoundError, match=f"no CodeFormer model is installed .*{tmp_path / 'Codeformer'}"):
         service.get("CodeFormer")
-    extras = ExtrasService(settings=None, upscalers=None, face_restorers=service)
+    extras = ExtrasService(settings=_settings(tmp_path), upscalers=None, face_restorers=service)
     result = extras.process(parse_extras_payload({"gfpgan_visibility": 0.5, "codeformer_visibility": 1}),
                             images=[(_picture(), "")])
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(_picture()))
