@@ -67,14 +67,20 @@ class RecordingImageStore(ImageStore):
 class EaselWorkerRuntime:
     """Easel's processing core inside one Ray actor (one device: the GPU Ray assigned it, or the CPU)."""
 
-    def __init__(self, flags: CmdFlags, options: Options, omp_num_threads: str | None = None) -> None:
-        # Ray gives an actor that reserves no CPU OMP_NUM_THREADS=1; torch (not imported yet in this process)
-        # then computes on one thread, and a different thread count changes CPU results in the last bits. Use
-        # the API process's setting instead, so a CPU worker computes like the in-process worker.
+    def __init__(self, flags: CmdFlags, options: Options, omp_num_threads: str | None = None,
+                 torch_threads: int | None = None) -> None:
+        # Ray gives an actor that reserves no CPU OMP_NUM_THREADS=1; torch then computes on one thread, and a
+        # different thread count changes CPU results in the last bits. Use the API process's setting and its
+        # torch thread count instead (the environment alone is too late where torch is already imported), so a
+        # CPU worker computes like the in-process worker.
         if omp_num_threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = omp_num_threads
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
         self.scratch = Path(tempfile.mkdtemp(prefix="easel-worker-"))
         flags = flags.model_copy(update={"data_dir": self.scratch, "workers": None, "ray_address": None})
         self.settings = Settings(flags, options)
@@ -144,8 +150,10 @@ def accept_remote_result(services: Services) -> ray_workers.Accept:
 
 
 def worker_arguments(settings: Settings) -> tuple[object, ...]:
-    """What :class:`EaselWorkerRuntime` is built from: the flags, the current options, the thread setting."""
-    return (settings.flags, settings.options, os.environ.get("OMP_NUM_THREADS"))
+    """What :class:`EaselWorkerRuntime` is built from: the flags, the current options, the thread settings."""
+    import torch
+
+    return (settings.flags, settings.options, os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads())
 
 
 def start_cluster_workers(services: Services) -> list[ray_workers.RayWorker]:

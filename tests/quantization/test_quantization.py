@@ -18,9 +18,11 @@ def reference(loaded, generate) -> np.ndarray:
     return generate(loaded)
 
 
-TOLERANCE = {  # (largest, mean) per-pixel difference from the unquantized image; 8-bit keeps it near-exact
+# (largest, mean) per-pixel difference from the unquantized image; 8-bit keeps it near-exact. The 4-bit bounds leave
+# room for the CPU's kernels: the same quantized weights differ by a mean of 2.05 on one x86 CI machine.
+TOLERANCE = {
     "bnb-int8": (3, 0.5), "quanto-int8": (3, 0.5), "torchao-int8": (3, 0.5),
-    "bnb-nf4": (16, 2.0), "bnb-fp4": (16, 2.0), "quanto-int4": (16, 2.0), "quanto-float8": (16, 2.0),
+    "bnb-nf4": (16, 3.0), "bnb-fp4": (16, 3.0), "quanto-int4": (16, 3.0), "quanto-float8": (16, 3.0),
 }
 
 
