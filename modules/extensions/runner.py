@@ -188,12 +188,37 @@ class ScriptRunner:
         for script in self._ordered():
             script.args_from = script.args_to = 1
 
+    def _layout_from_declarations(self) -> None:
+        """Without gradio: each script's arguments are its ``api_args`` fields, defaults from the declaration."""
+        defaults: list[Any] = [0]
+        infos: list[dict[str, Any]] = [{"label": "Script", "value": None}]
+        for script in self._ordered():
+            script.controls = []
+            script.args_from = len(defaults)
+            declared = script.api_args.model_fields if script.api_args is not None else {}
+            for name, declared_field in declared.items():
+                value = None if declared_field.is_required() else declared_field.get_default(call_default_factory=True)
+                defaults.append(value)
+                infos.append({"label": declared_field.title or name, "value": value})
+            script.args_to = len(defaults)
+        self.inputs = [None] * len(defaults)
+        self.arg_infos = infos
+        self.defaults = defaults
+        self.ui_ready = True
+
     def setup_ui(self, gradio: Any | None = None) -> None:
         """Run every script's ``ui()`` inside ``gr.Blocks()`` to lay out arguments and read their defaults."""
         if self.ui_ready:
             return
         if gradio is None:
-            import gradio
+            try:
+                import gradio as gradio_module
+            except ImportError as exc:  # a headless worker without gradio
+                log.warning("gradio is not importable (%s): script arguments are laid out from their api_args "
+                            "declarations; scripts without one take none", exc)
+                self._layout_from_declarations()
+                return
+            gradio = gradio_module
         inputs: list[Any] = [None]
         infos: list[dict[str, Any]] = [{"label": "Script", "value": None}]
         with gradio.Blocks():

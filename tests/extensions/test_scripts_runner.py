@@ -113,3 +113,29 @@ def test_facade_shared_and_processing(easel: Any) -> None:
     assert p.seed >= 0
     text = create_infotext(p, ["a cat"], [p.seed], [p.subseed])
     assert text.startswith("a cat\n") and f"Seed: {p.seed}" in text
+
+
+def test_scripts_work_on_their_defaults_where_gradio_cannot_be_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A headless worker (a GPU box with the processing core but no gradio) still validates and lays out requests:
+    arguments are laid out from the scripts' ``api_args`` declarations, with their declared defaults."""
+    import sys
+
+    from modules.core.paths import REPO_ROOT
+    from modules.extensions.scripts_service import ScriptsService
+
+    service = ScriptsService(builtin_dirs=[REPO_ROOT / "scripts"], extension_roots=[])
+    service.load()
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    args = service.validate(Txt2ImgParams(script_name="prompt matrix", script_args=[True, False, "positive"]))
+    runner = service.runner(False)
+    assert runner.ui_ready
+    matrix = runner.script("prompt matrix")
+    assert args[0] == runner.selectable_scripts.index(matrix) + 1
+    declared = list(matrix.api_args.model_fields)
+    assert matrix.args_to - matrix.args_from == len(declared) > 3
+    assert args[matrix.args_from:matrix.args_from + 3] == [True, False, "positive"]
+    rest = [matrix.api_args.model_fields[name].default for name in declared[3:]]
+    assert args[matrix.args_from + 3:matrix.args_to] == rest
+    with pytest.raises(UserInputError) as bad:  # still checked against the declaration
+        service.validate(Txt2ImgParams(script_name="prompt matrix", script_args=[True, False, "sideways"]))
+    assert bad.value.field.startswith("script_args[2]")
