@@ -30,6 +30,7 @@ CSS = """
 .easel-infotext-text { white-space: pre-wrap; word-break: break-word; font-size: .85em; }
 .easel-tokens { font-size: .8em; opacity: .7; }
 .easel-warning { margin: 2px 0; color: #b9770e; }
+.easel-script-hidden { display: none !important; }
 """
 
 

@@ -20,6 +20,7 @@ from modules.ui.context import UiContext
 log = logging.getLogger(__name__)
 
 NO_SCRIPT = "None"
+HIDDEN = "easel-script-hidden"  # display: none (mount.CSS): in the page, where scripts' JavaScript finds it, unseen
 
 
 def _is_component(value: Any) -> bool:
@@ -89,6 +90,8 @@ def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSe
         title = _title(script)
         with gr.Group(elem_id=f"{tab}_script_{_slug(title)}") as group:
             section.alwayson[title] = _script_controls(script, is_img2img)
+        if _renders_nothing(group):  # a script without visible controls would leave an empty grey strip
+            group.elem_classes = [*(group.elem_classes or []), HIDDEN]
         script.group = group
 
     if selectable:
@@ -96,19 +99,26 @@ def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSe
         section.dropdown = gr.Dropdown([NO_SCRIPT, *titles], value=NO_SCRIPT, label="Script",
                                        elem_id=f"{tab}_script_dropdown")
         for script, title in zip(selectable, titles, strict=True):
-            # "hidden", not False: in the page while not shown, as A1111's script groups are
-            with gr.Column(visible="hidden", elem_id=f"{tab}_script_{_slug(title)}") as group:
+            # a class, not visible=False: in the page while not shown, as A1111's script groups are (Gradio leaves
+            # invisible blocks out of the page, and shows a column made with visible="hidden" until it is updated)
+            with gr.Column(elem_id=f"{tab}_script_{_slug(title)}", elem_classes=[HIDDEN]) as group:
                 section.selectable[title] = _script_controls(script, is_img2img)
             section.groups[title] = group
 
         groups = section.groups
 
         def show_selected(name: str) -> dict[Any, Any]:
-            return {group: gr.update(visible=True if title == name else "hidden") for title, group in groups.items()}
+            return {group: gr.update(elem_classes=[] if title == name else [HIDDEN]) for title, group in groups.items()}
 
         section.dropdown.change(show_selected, section.dropdown, list(groups.values()), queue=False,
                                 show_progress="hidden")
     return section
+
+
+def _renders_nothing(block: Any) -> bool:
+    """True when nothing in ``block`` draws on the page (no children, or only ``gr.State`` and invisible ones)."""
+    return all(isinstance(child, gr.State) or getattr(child, "visible", True) is False
+               for child in getattr(block, "children", []))
 
 
 def _script_controls(script: Any, is_img2img: bool) -> list[Any]:

@@ -65,6 +65,20 @@ def test_ui_end_to_end(easel_server: Any, browser: Any) -> None:
     page.locator("#txt2img_prompt textarea").wait_for()
     shot(page, "01-loaded")
 
+    # 0. the Script dropdown shows only the chosen script's controls; a script without controls leaves no strip
+    matrix = page.locator("#txt2img_script_prompt_matrix")
+    xyz = page.locator("#txt2img_script_x_y_z_plot")
+    assert matrix.count() == 1 and xyz.count() == 1  # in the page for scripts' JavaScript, but not shown
+    assert not matrix.is_visible() and not xyz.is_visible()
+    assert page.locator("#txt2img_script_controlnet").first.bounding_box() is None
+    page.locator("#txt2img_script_dropdown input").click()
+    page.get_by_role("option", name="Prompt matrix").click()
+    matrix.get_by_text("Put variable parts at start of prompt").wait_for(state="visible")
+    assert not xyz.is_visible()
+    page.locator("#txt2img_script_dropdown input").click()
+    page.get_by_role("option", name="None", exact=True).click()
+    matrix.wait_for(state="hidden")
+
     # 1. type a prompt, Generate, see progress, the image and its infotext
     set_number(page, "txt2img_width", 64)
     set_number(page, "txt2img_height", 64)
