@@ -79,13 +79,16 @@ def job_model(services: Services, job: Job) -> str | None:
     return entry.title if entry is not None else name
 
 
-def warm_up(services: Services, *, load_model: bool = True) -> None:
-    """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
+def warm_up(services: Services, *, load_model: bool = True, script_defaults: bool = True) -> None:
+    """Heavy start-up work, off the request path: device, model manager, generation service, default model.
+
+    ``script_defaults=False`` leaves the scripts' argument layout to be read after the browser page is built
+    (``start_background``), where the scripts have seen the page's components, as in A1111."""
     try:
         from modules.core.lazy_imports import hide_from_library_probes
 
         hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
-        wire_processing_core(services)
+        wire_processing_core(services, script_defaults=script_defaults)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
         log.exception("warm-up failed")
@@ -101,7 +104,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
             log.exception("loading the default model failed")
 
 
-def wire_processing_core(services: Services) -> None:
+def wire_processing_core(services: Services, *, script_defaults: bool = True) -> None:
     """Build the heavy services and plug them into each other. The order below is the one place it is written:
     each step uses only what the steps above it built."""
     from modules.api.runners import register_api_runners
@@ -161,7 +164,8 @@ def wire_processing_core(services: Services) -> None:
 
     prepare_runtime(services, binding, services.extension_roots)
     extensions = build_extension_services(settings, lambda: manager.current, binding.callbacks,
-                                          builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
+                                          builtin_dirs=services.script_dirs, extension_roots=services.extension_roots,
+                                          build_ui_defaults=script_defaults)
     processor.prompt_preprocessors.append(extensions.prompt_features.preprocess)
     processor.finalizers.append(extensions.prompt_features.finalize)
     generation.customizers.append(extensions.scripts.customize)
@@ -191,7 +195,8 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
+        # workers load their own model; with the page, the scripts' argument layout is read after it is built
+        warm_up(services, load_model=not services.settings.flags.uses_cluster, script_defaults=not with_ui)
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -200,6 +205,11 @@ def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> thre
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+            if services.scripts is not None:
+                try:
+                    services.scripts.setup_ui()
+                except Exception:
+                    log.exception("script argument defaults could not be read from their ui()")
         if services.startup_error is None:
             from modules.extensions.setup import app_started
 
