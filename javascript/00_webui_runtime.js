@@ -7,12 +7,16 @@
    uiElementInSight, updateInput, switch_to_txt2img, switch_to_img2img, switch_to_sketch, switch_to_inpaint,
    switch_to_extras, get_tab_index, submit, submit_img2img, randomId, args_to_array, localSet, localGet,
    localRemove, getTranslation, selected_gallery_index, selected_gallery_button, all_gallery_buttons, titles,
-   localization, opts, uiCurrentTab, restart_reload, onEdit, create_submit_args, get_img2img_tab_index */
+   localization, opts, uiCurrentTab, restart_reload, onEdit, create_submit_args, get_img2img_tab_index,
+   txt2img_gallery, img2img_gallery */
 
 var opts = {};
 var titles = {};
 var localization = window.localization || {};
 var uiCurrentTab = null;
+// A1111's handles on the output galleries' elements (#txt2img_gallery, #img2img_gallery), set once the UI exists
+var txt2img_gallery;
+var img2img_gallery;
 
 // Selectors written against Gradio 3's DOM, rewritten for Gradio 6's: a textbox's <textarea>/<input> used to be
 // a child of its <label>, and now sits one level deeper (label > .input-container > textarea).
@@ -263,6 +267,7 @@ function easelAfterUiUpdate() {
   easelRuntime.afterUpdateTimer = null;
   easelAnnounceOptions();
   easelApplyTitles(gradioApp());
+  if (easelRuntime.loaded) easelGalleryGlobals();
   executeCallbacks(uiAfterUpdateCallbacks);
 }
 
@@ -277,9 +282,16 @@ function easelUiLoaded() {
   easelRuntime.loaded = true;
   easelRuntime.premounting = false;
   easelRuntime.timings.loaded = performance.now();
+  easelGalleryGlobals();
   executeCallbacks(uiLoadedCallbacks);
   easelCheckTab();
   if (!easelRuntime.afterUpdateTimer) easelRuntime.afterUpdateTimer = setTimeout(easelAfterUiUpdate, 200);
+}
+
+function easelGalleryGlobals() {
+  const attached = function (el) { return el && el.isConnected; };
+  if (!attached(txt2img_gallery)) txt2img_gallery = gradioApp().querySelector("#txt2img_gallery") || undefined;
+  if (!attached(img2img_gallery)) img2img_gallery = gradioApp().querySelector("#img2img_gallery") || undefined;
 }
 
 function easelCheckTab() {

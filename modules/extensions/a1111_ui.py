@@ -24,6 +24,28 @@ folder_symbol = "\U0001f4c2"  # 📂
 up_down_symbol = "\u2195\ufe0f"  # ↕️
 
 
+A1111_COMPATIBLE_VERSION = "v1.10.1"
+"""The A1111 release whose extension contract Easel implements: extensions that read A1111's version from the
+page footer (to choose between DOM layouts of different releases) find this one."""
+
+txt2img_paste_fields: list[Any] = []
+img2img_paste_fields: list[Any] = []
+"""The generation tabs' paste fields (A1111's ``PasteField(component, infotext key, api=field)``), prompt first
+and negative prompt second; filled when the page is built, before the ``on_ui_tabs`` callbacks run."""
+
+
+def publish_paste_fields(tabname: str, fields: list[tuple[Any, str, str]], init_img: Any = None,
+                         override_settings_component: Any = None) -> list[Any]:
+    """Make a built generation tab's components reachable the way A1111's page does: in
+    ``modules.infotext_utils.paste_fields[tabname]`` and as ``modules.ui.<tabname>_paste_fields``."""
+    from modules import infotext_utils
+
+    pasted = [infotext_utils.PasteField(component, key, api=api) for component, key, api in fields]
+    infotext_utils.add_paste_fields(tabname, init_img, pasted, override_settings_component)
+    globals()[f"{tabname}_paste_fields"] = pasted
+    return pasted
+
+
 def gr_show(visible: bool = True) -> dict[str, Any]:
     return {"visible": visible, "__type__": "update"}
 
@@ -45,7 +67,9 @@ def versions_html() -> str:
         torch_version = "not installed"
     from modules.processing.run import EASEL_VERSION
 
-    return (f"version: {html.escape(EASEL_VERSION)}&#x2000;•&#x2000;python: {platform.python_version()}"
+    return (f"version: <a href=\"/docs\" title=\"A1111 release whose extension contract Easel implements\">"
+            f"{A1111_COMPATIBLE_VERSION}</a>&#x2000;•&#x2000;easel: {html.escape(EASEL_VERSION)}"
+            f"&#x2000;•&#x2000;python: {platform.python_version()}"
             f"&#x2000;•&#x2000;torch: {html.escape(torch_version)}&#x2000;•&#x2000;gradio: {gradio.__version__}"
             f"&#x2000;•&#x2000;platform: {html.escape(sys.platform)}")
 

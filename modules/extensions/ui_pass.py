@@ -76,19 +76,26 @@ def events_undone_on_error() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def detached_blocks(gradio: Any) -> Iterator[Any]:
-    """A ``gr.Blocks()`` that is its own page, even while another Blocks is being built."""
+def detached() -> Iterator[None]:
+    """Build outside the Blocks under construction: a ``gr.Blocks()`` made inside is its own page (A1111 builds
+    each ``on_ui_tabs`` tab that way and renders it into the page afterwards)."""
     from gradio.context import Context, get_render_context, set_render_context
 
     render, root = get_render_context(), Context.root_block
     set_render_context(None)
     Context.root_block = None
     try:
-        with gradio.Blocks() as blocks:
-            yield blocks
+        yield
     finally:
         set_render_context(render)
         Context.root_block = root
+
+
+@contextlib.contextmanager
+def detached_blocks(gradio: Any) -> Iterator[Any]:
+    """A ``gr.Blocks()`` that is its own page, even while another Blocks is being built."""
+    with detached(), gradio.Blocks() as blocks:
+        yield blocks
 
 
 def notify_after_component(scripts: Sequence[Any], component: Any, arguments: dict[str, Any],

@@ -110,6 +110,8 @@ def build_extras_tab(ctx: UiContext) -> ExtrasTab:
             progress = gr.HTML(progress_html("", 0.0, status="idle"), elem_id="extras_progress")
             gallery = gr.Gallery(label="Result", columns=3, height=420, elem_id="extras_gallery",
                                  interactive=False, format="png")
+            with gr.Row(elem_id="image_buttons_extras", elem_classes=["image-buttons"]):
+                folder = gr.Button("📂 Folder", size="sm", elem_id="extras_open_folder")
             message = gr.HTML("", elem_id="extras_message")
             info = gr.HTML("", elem_id="extras_html_info")
 
@@ -155,6 +157,8 @@ def build_extras_tab(ctx: UiContext) -> ExtrasTab:
                 yield {progress: progress_html(label, 1.0, status=update.status), gallery: list(shown),
                        info: "".join(infos), message: notes_html(notes)}
 
+    folder.click(lambda: f"Folder: <code>{html.escape(str(ctx.services.image_store.kind_dir('extras')))}</code>",
+                 None, message, show_progress="hidden")
     run.click(run_extras, inputs=inputs, outputs=[progress, gallery, info, message], concurrency_limit=None,
               show_progress="hidden")
     return ExtrasTab(image=image, tabs=tabs)

@@ -21,6 +21,7 @@ import gradio as gr
 from PIL import Image
 
 from modules.core.errors import EaselError
+from modules.processing.infotext import REQUEST_FIELDS
 from modules.processing.params import INPAINTING_FILL_MODES, RESIZE_MODES
 from modules.ui.context import UiContext
 from modules.ui.fields import (
@@ -64,6 +65,11 @@ class GenerationTab:
         return self.kind == "img2img"
 
     # -- paste -----------------------------------------------------------------------------------------------
+    def a1111_paste_fields(self) -> list[tuple[Any, str, str]]:
+        """``(component, infotext key, request field)`` for each of the tab's fields that an infotext fills,
+        in A1111's order (prompt, negative prompt, ...): what extensions find in the page's paste fields."""
+        return [(self.fields[name], key, name) for key, name in REQUEST_FIELDS.items() if name in self.fields]
+
     def paste_targets(self) -> list[Any]:
         targets = [*self.fields.values(), self.ui["override_settings_text"]]
         if self.quick is not None:
@@ -191,7 +197,7 @@ def build_generation_tab(ctx: UiContext, kind: str, quick: QuickSettings) -> Gen
                                    elem_id=f"{p}_preview")
             tab.gallery = gr.Gallery(label="Output", columns=4, height=420, elem_id=f"{p}_gallery",
                                      interactive=False, format="png")
-            with gr.Row():
+            with gr.Row(elem_id=f"image_buttons_{p}", elem_classes=["image-buttons"]):
                 tab.buttons["save"] = gr.Button("💾 Save", size="sm", elem_id=f"{p}_save")
                 tab.buttons["folder"] = gr.Button("📂 Folder", size="sm", elem_id=f"{p}_open_folder")
                 tab.buttons["to_img2img"] = gr.Button("🖼️ → img2img", size="sm", elem_id=f"{p}_send_to_img2img")

@@ -53,6 +53,8 @@ def build_blocks(services: Services) -> Any:
     import gradio as gr
 
     from modules.extensions import compat, gradio3
+    from modules.extensions.a1111_ui import publish_paste_fields, versions_html
+    from modules.extensions.ui_pass import detached
     from modules.ui.context import UiContext
     from modules.ui.extension_ui import extension_tabs, install_component_hooks, render_extension_tab, scripts_current
     from modules.ui.extensions_tab import build_extensions_tab, installed_extensions
@@ -69,7 +71,6 @@ def build_blocks(services: Services) -> Any:
     install_component_hooks()
     registry = compat.callbacks()
     registry.call("before_ui")
-    ext_tabs = extension_tabs()
     with gr.Blocks(title="Easel", analytics_enabled=False) as blocks:
         quick = build_quicksettings(ctx)
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -77,6 +78,13 @@ def build_blocks(services: Services) -> Any:
                 txt2img = build_generation_tab(ctx, "txt2img", quick)
             with gr.Tab("Image", id="img2img", elem_id="tab_img2img"), scripts_current(ctx.scripts(True)):
                 img2img = build_generation_tab(ctx, "img2img", quick)
+            # as in A1111, the on_ui_tabs callbacks run once the generation tabs exist (an extension tab may
+            # wire its buttons to the prompts it finds in the paste fields), each in a Blocks of its own
+            for kind, built in (("txt2img", txt2img), ("img2img", img2img)):
+                publish_paste_fields(kind, built.a1111_paste_fields(),
+                                     built.ui.get("init_img"), built.ui.get("override_settings_text"))
+            with detached():
+                ext_tabs = extension_tabs()
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras_tab(ctx)
             with gr.Tab("PNG info", id="pnginfo", elem_id="tab_pnginfo"):
@@ -92,6 +100,9 @@ def build_blocks(services: Services) -> Any:
                 settings_page = build_settings_page(ctx, extension_names)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(ctx)
+
+        # A1111's footer: extensions read the release they run under from its first version link
+        gr.HTML(f"<div class='versions'>{versions_html()}</div>", elem_id="footer")
 
         gradio3.hide_layouts_on_load(blocks)  # extension rows/columns made hidden stay hidden (Gradio 6 quirk)
 

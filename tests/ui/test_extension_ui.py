@@ -162,6 +162,39 @@ def walk_extension_ui(extension_server: RunningServer, page: Any, errors: list[s
     assert errors == []
 
 
+@pytest.mark.browser
+def test_extension_reaches_page_parts_as_in_a1111(extension_server: RunningServer, browser: Any) -> None:
+    """A tab wired to the prompts through the paste fields; the footer's release, gallery globals and output
+    button rows that extension scripts read or extend."""
+    from modules.extensions.a1111_ui import A1111_COMPATIBLE_VERSION
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(extension_server.url + "/")
+        page.wait_for_function("window.__page !== undefined")
+        state = page.evaluate("window.__page")
+        assert state == {"version": A1111_COMPATIBLE_VERSION, "txt2imgGallery": "txt2img_gallery",
+                         "img2imgGallery": "img2img_gallery"}
+        for tab in ("txt2img", "img2img", "extras"):
+            assert page.locator(f"#image_buttons_{tab} #fixture_clone_{tab}").count() == 1, tab
+
+        page.get_by_role("tab", name="Fixture Paste").click()
+        page.locator("#fixture_words textarea").fill("sunset")
+        page.locator("#fixture_add_words").click()
+        page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value !== ''")
+        assert page.locator("#txt2img_prompt textarea").input_value() == "sunset, masterpiece"
+        assert page.locator("#img2img_neg_prompt textarea").input_value() == "not sunset"
+        assert errors == []
+    except Exception:
+        shot(page, "ext-page-failure")
+        raise
+    finally:
+        page.close()
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
