@@ -76,6 +76,22 @@ def _settings() -> Any:
     return compat.bound().settings
 
 
+# Output folder options that A1111 fills with a folder of its own install and Easel leaves empty (meaning its own
+# layout under the data dir's outputs): extensions that browse the outputs read these, so through ``shared.opts``
+# an empty one reads as the folder Easel really writes to.
+_OUTDIR_KINDS = {"outdir_txt2img_samples": "txt2img", "outdir_img2img_samples": "img2img",
+                 "outdir_extras_samples": "extras", "outdir_txt2img_grids": "txt2img-grids",
+                 "outdir_img2img_grids": "img2img-grids"}
+
+
+def _effective(key: str, value: Any) -> Any:
+    if value == "" and key in _OUTDIR_KINDS:
+        from modules.processing.image_store import KIND_DIRS
+
+        return str(_settings().data_paths.outputs / KIND_DIRS[_OUTDIR_KINDS[key]])
+    return value
+
+
 class _OptionsData(MutableMapping[str, Any]):
     """``opts.data``: the options as a dict; writes go through validation like ``opts.<key> = value``."""
 
@@ -83,7 +99,7 @@ class _OptionsData(MutableMapping[str, Any]):
         data = _settings().options.model_dump()
         if key not in data:
             raise KeyError(key)
-        return data[key]
+        return _effective(key, data[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         opts.set(key, value)
@@ -115,7 +131,7 @@ class _Opts:
             raise AttributeError(name)
         options = _settings().options
         try:
-            return getattr(options, name)
+            return _effective(name, getattr(options, name))
         except AttributeError:
             info = compat.options().info(name)
             if info is not None:

@@ -125,6 +125,27 @@ def test_helper_module_script_and_save_callbacks(server: RunningServer, http: ht
     assert info["parameters"]["Seed"] == 7
 
 
+def test_output_folder_options_name_the_folders_images_are_saved_in(server: RunningServer,
+                                                                      http: httpx.Client) -> None:
+    """Image browser extensions find the outputs through ``opts.outdir_*``: empty in Easel's settings (its own
+    layout), they read as the folders Easel writes to."""
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": "a blue square", "width": 64, "height": 64,
+                                                    "steps": 1, "seed": 3, "save_images": True})
+    assert response.status_code == 200, response.text
+    listed = http.get("/a1111style/outputs").json()
+    outputs = server.services.settings.data_paths.outputs
+    assert listed["folders"]["attribute"] == listed["folders"]["data"] == str(outputs / "txt2img-images")
+    assert listed["folders"]["grids"] == str(outputs / "txt2img-grids")
+    saved = [Path(name) for name in listed["files"]]
+    assert saved and all(path.is_file() for path in saved)
+    infotexts = []
+    for path in saved:
+        with Image.open(path) as image:
+            infotexts.append(image.info.get("parameters", ""))
+    assert any(text.startswith("a blue square") for text in infotexts)
+    assert http.get("/sdapi/v1/options").json()["outdir_txt2img_samples"] == ""  # the setting itself stays empty
+
+
 def test_hires_and_post_sample_hooks(server: RunningServer, http: httpx.Client) -> None:
     response = http.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "width": 64, "height": 64, "steps": 2,
                                                     "seed": 7, "enable_hr": True, "hr_scale": 2,
