@@ -46,6 +46,20 @@ def publish_paste_fields(tabname: str, fields: list[tuple[Any, str, str]], init_
     return pasted
 
 
+def reset_paste_bindings() -> None:
+    """Forget the paste fields and "send to" bindings of a previous build (A1111 does this as its UI starts)."""
+    from modules import infotext_utils
+
+    infotext_utils.reset()
+
+
+def paste_bindings() -> list[Any]:
+    """The "send to <tab>" buttons extensions registered (``infotext_utils.register_paste_params_button``)."""
+    from modules import infotext_utils
+
+    return list(infotext_utils.registered_param_bindings)
+
+
 def gr_show(visible: bool = True) -> dict[str, Any]:
     return {"visible": visible, "__type__": "update"}
 

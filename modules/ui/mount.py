@@ -53,7 +53,7 @@ def build_blocks(services: Services) -> Any:
     import gradio as gr
 
     from modules.extensions import compat, gradio3
-    from modules.extensions.a1111_ui import publish_paste_fields, versions_html
+    from modules.extensions.a1111_ui import paste_bindings, publish_paste_fields, reset_paste_bindings, versions_html
     from modules.extensions.ui_pass import detached
     from modules.ui.context import UiContext
     from modules.ui.extension_ui import extension_tabs, install_component_hooks, render_extension_tab, scripts_current
@@ -71,6 +71,7 @@ def build_blocks(services: Services) -> Any:
     install_component_hooks()
     registry = compat.callbacks()
     registry.call("before_ui")
+    reset_paste_bindings()
     with gr.Blocks(title="Easel", analytics_enabled=False) as blocks:
         quick = build_quicksettings(ctx)
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -113,10 +114,11 @@ def build_blocks(services: Services) -> Any:
                            *img2img.paste_targets()]
         txt2img_targets = [tabs, *txt2img.paste_targets()]
 
-        def to_image_tab(path: str | None, infotext: str | None, mode: str) -> dict[Any, Any]:
+        def to_image_tab(path: Any, infotext: str | None, mode: str) -> dict[Any, Any]:
+            """``path``: a file path, or an image value as an extension's image component hands it over."""
             updates: dict[Any, Any] = {tabs: gr.Tabs(selected="img2img"), mode_tabs: gr.Tabs(selected=mode),
                                        img_mode: mode}
-            if path:
+            if path is not None and not (isinstance(path, str) and not path):
                 updates[img2img.ui["inpaint" if mode == "inpaint" else "init_img"]] = path
             updates.update(img2img.paste_updates(ctx, infotext))
             return updates
@@ -147,6 +149,25 @@ def build_blocks(services: Services) -> Any:
         history.reuse_img2img.click(lambda text: to_image_tab(None, text, "img2img"), history.infotext,
                                     img2img_targets, show_progress="hidden")
 
+        # "send to <tab>" buttons of extensions (A1111's ParamBinding): the source image goes to the target tab's
+        # image, the source infotext is pasted into its fields, and the target tab is shown
+        results = {"txt2img": txt2img, "img2img": img2img}
+
+        def send(tabname: str, image: Any, infotext: str | None) -> dict[Any, Any]:
+            if tabname == "txt2img":
+                return paste_to_txt2img(infotext)
+            if tabname == "extras":
+                updates: dict[Any, Any] = {tabs: gr.Tabs(selected="extras")}
+                if image is not None:
+                    updates[extras.image] = image
+                return updates
+            return to_image_tab(image, infotext, "inpaint" if tabname == "inpaint" else "img2img")
+
+        targets = {"txt2img": txt2img_targets, "img2img": img2img_targets, "inpaint": img2img_targets,
+                   "extras": [extras.image, tabs]}
+        for binding in paste_bindings():
+            connect_binding(gr, binding, targets, results, send)
+
         # keep the quick-settings bar in step with the settings page, and the browser's `opts` with both
         def sync_quick() -> dict[Any, Any]:
             options = ctx.options
@@ -159,6 +180,40 @@ def build_blocks(services: Services) -> Any:
         publish_options(ctx, [settings_page.applied, *quick.changed])
     blocks.queue(default_concurrency_limit=4)
     return blocks
+
+
+def connect_binding(gr: Any, binding: Any, targets: dict[str, list[Any]], results: dict[str, Any],
+                    send: Any) -> None:
+    """Wire one extension "send to" button (A1111's ``ParamBinding``): its image and infotext sources, or the
+    selected result of ``source_tabname``, go to ``binding.tabname`` through ``send(tab, image, infotext)``."""
+    from modules.ui.generation import selected_file
+
+    tabname = str(binding.tabname)
+    if tabname not in targets or binding.paste_button is None:
+        log.warning("extension 'send to %s' button not connected: Easel has no such tab", tabname)
+        return
+    source = results.get(str(binding.source_tabname)) if binding.source_tabname else None
+    if source is not None and binding.source_image_component is None and binding.source_text_component is None:
+        inputs = [source.result_state, source.selected_state]
+
+        def from_results(state: dict[str, Any], index: int) -> dict[Any, Any]:
+            return send(tabname, *selected_file(state, index))
+
+        handler: Any = from_results
+    else:
+        image_source, text_source = binding.source_image_component, binding.source_text_component
+        inputs = [component for component in (image_source, text_source) if component is not None]
+
+        def from_components(*values: Any) -> dict[Any, Any]:
+            image = values[0] if image_source is not None else None
+            text = values[-1] if text_source is not None else None
+            return send(tabname, image, text if isinstance(text, str) else None)
+
+        handler = from_components
+    try:
+        binding.paste_button.click(handler, inputs, targets[tabname], show_progress="hidden")
+    except Exception as exc:  # a button that is not in the page (its tab failed to build)
+        log.warning("extension 'send to %s' button not connected: %s", tabname, exc)
 
 
 def publish_options(ctx: Any, changes: list[Any]) -> None:

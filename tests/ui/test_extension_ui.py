@@ -187,6 +187,21 @@ def test_extension_reaches_page_parts_as_in_a1111(extension_server: RunningServe
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value !== ''")
         assert page.locator("#txt2img_prompt textarea").input_value() == "sunset, masterpiece"
         assert page.locator("#img2img_neg_prompt textarea").input_value() == "not sunset"
+
+        # "send to" buttons registered as ParamBindings: infotext pasted into the tab's fields, image carried over
+        page.locator("#fixture_infotext textarea").fill("a lighthouse\nNegative prompt: fog\n"
+                                                        "Steps: 7, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x96")
+        page.locator("#txt2img_tab").click()
+        page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value === 'a lighthouse'")
+        assert page.locator("#tab_txt2img").is_visible()
+        assert page.locator("#txt2img_neg_prompt textarea").input_value() == "fog"
+        assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
+        assert page.locator("#txt2img_height input[type=number]").input_value() == "96"
+        page.get_by_role("tab", name="Fixture Paste").click()
+        page.locator("#img2img_tab").click()
+        page.wait_for_function("document.querySelector('#img2img_prompt textarea').value === 'a lighthouse'")
+        assert page.locator("#tab_img2img").is_visible()
+        page.locator("#img2img_image img").first.wait_for()  # the fixture's picture is the img2img input now
         assert errors == []
     except Exception:
         shot(page, "ext-page-failure")

@@ -1,8 +1,10 @@
 """Page wiring the way popular A1111 extensions do it: an ``on_ui_tabs`` tab whose button writes into the
 generation tabs' prompts, found through the page's paste fields (``modules.ui.txt2img_paste_fields``, the
-legacy name, and ``infotext_utils.paste_fields``)."""
+legacy name, and ``infotext_utils.paste_fields``), and "send to" buttons registered as ``ParamBinding``s (an
+image browser's "send to txt2img/img2img")."""
 
 import gradio as gr
+from PIL import Image
 
 import modules.ui
 from modules import infotext_utils, script_callbacks
@@ -16,6 +18,15 @@ def on_ui_tabs():
         add = gr.Button("Add trigger words", elem_id="fixture_add_words")
         add.click(fn=lambda text: (f"{text}, masterpiece", f"not {text}"), inputs=[words],
                   outputs=[txt2img_prompt, img2img_negative])
+
+        picture = gr.Image(value=Image.new("RGB", (48, 32), (200, 30, 30)), type="pil", label="Fixture picture",
+                           elem_id="fixture_picture")
+        infotext = gr.Textbox(label="Fixture infotext", elem_id="fixture_infotext", lines=3)
+        buttons = infotext_utils.create_buttons(["txt2img", "img2img"])
+        infotext_utils.register_paste_params_button(infotext_utils.ParamBinding(
+            paste_button=buttons["txt2img"], tabname="txt2img", source_text_component=infotext,
+            source_image_component=picture))
+        infotext_utils.bind_buttons({"img2img": buttons["img2img"]}, picture, infotext)
     return [(tab, "Fixture Paste", "fixture_paste")]
 
 
