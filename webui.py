@@ -133,6 +133,7 @@ def wire_processing_core(services: Services) -> None:
     services.register_runner("img2img", generation.run_job)
     # 3. execution backends, memory strategies and quantization on every model the manager loads
     execution = ExecutionSetup(settings, device)
+    manager.on_model_loading(execution.load_components)
     manager.on_model_loaded(execution.on_model_loaded)
     processor.prompt_preprocessors.append(execution.infotext_preprocessor)
     generation.status_texts.append(lambda: execution.status_text(manager.current))

@@ -1,9 +1,13 @@
-"""Weight quantization methods behind one protocol: ``quantize(module) -> module`` plus a size report.
+"""Weight quantization methods behind one protocol: the diffusers quantization config each method maps to, plus a
+hand-written ``quantize(module) -> module`` for the cases diffusers has no path for, plus a size report.
 
-Every method quantizes a *copy* of the component (the caller decides whether to keep the original for an exact
-undo, or to drop it to actually save memory; see :mod:`modules.quantization.apply`). Linear layers are what
-these libraries quantize; convolutions stay in the original precision, which is why an SD UNet shrinks less
-than 4x with int8.
+The normal path is diffusers' own load-time quantizer: :meth:`QuantizationMethod.diffusers_config` is what the
+component's ``from_pretrained(..., quantization_config=...)`` receives (see :mod:`modules.quantization.apply`).
+:meth:`QuantizationMethod.quantize` swaps layers by hand on a *copy* of an already loaded component; it is kept
+only where diffusers cannot load the component quantized: a single-file checkpoint (no component folder to load
+from), and bitsandbytes on a CPU-only device (diffusers' bitsandbytes quantizer refuses to run without a GPU,
+while bitsandbytes itself has CPU kernels). Linear layers are what these libraries quantize; convolutions stay in
+the original precision, which is why an SD UNet shrinks less than 4x with int8.
 """
 
 from __future__ import annotations
@@ -69,14 +73,28 @@ def size_of(module: torch.nn.Module) -> SizeReport:
 class QuantizationMethod(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
-    serializable: ClassVar[bool] = False
+    # diffusers saves the quantized component as safetensors and loads it back quantized (Easel's cache)
+    cacheable: ClassVar[bool] = False
 
     @abstractmethod
     def is_available(self) -> tuple[bool, str]: ...
 
     @abstractmethod
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        """The diffusers quantization config (``BitsAndBytesConfig``, ``QuantoConfig``, ``TorchAoConfig``)."""
+
+    def diffusers_refusal(self, device: torch.device) -> str | None:
+        """Why diffusers' quantizer for this method cannot load a component onto ``device``; None when it can."""
+        return None
+
+    def load_kwargs(self, device: torch.device) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments (bitsandbytes places the weights while it quantizes them)."""
+        return {}
+
+    @abstractmethod
     def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
-        """A quantized copy of ``module`` (``module`` itself is left untouched)."""
+        """A quantized copy of ``module`` (``module`` itself is left untouched), by hand: only for what
+        diffusers cannot load quantized (see the module docstring)."""
 
     def require_available(self) -> None:
         available, reason = self.is_available()
@@ -124,9 +142,11 @@ def _linear_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, 
 
 
 class BitsAndBytes(QuantizationMethod):
-    """bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (nf4, fp4); its CPU path runs here too."""
+    """bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (nf4, fp4) through diffusers' ``BitsAndBytesConfig`` on a
+    GPU. On a CPU device diffusers' bitsandbytes quantizer refuses ("No GPU found"), so :meth:`quantize` builds
+    the same bitsandbytes layers by hand there, whose CPU kernels run them."""
 
-    serializable = False  # bnb 4-bit state round-trips only through transformers/diffusers loaders
+    cacheable = True  # diffusers serialises bitsandbytes int8 and 4-bit weights as safetensors
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -135,6 +155,21 @@ class BitsAndBytes(QuantizationMethod):
 
     def is_available(self) -> tuple[bool, str]:
         return _module_available("bitsandbytes", "bitsandbytes")
+
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import BitsAndBytesConfig
+
+        if self.kind == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.kind, bnb_4bit_compute_dtype=compute_dtype)
+
+    def diffusers_refusal(self, device: torch.device) -> str | None:
+        if device.type in ("cuda", "xpu"):
+            return None
+        return f"diffusers' bitsandbytes quantizer needs a GPU and the device is {device.type}"
+
+    def load_kwargs(self, device: torch.device) -> dict[str, Any]:
+        return {"device_map": {"": str(device)}}
 
     def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
         self.require_available()
@@ -160,9 +195,9 @@ class BitsAndBytes(QuantizationMethod):
 
 
 class Quanto(QuantizationMethod):
-    """optimum-quanto weight quantization (qint8, qint4, qfloat8); serialisable via its quantization map."""
+    """optimum-quanto weight quantization (qint8, qint4, qfloat8) through diffusers' ``QuantoConfig``."""
 
-    serializable = True
+    cacheable = True
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -171,6 +206,11 @@ class Quanto(QuantizationMethod):
 
     def is_available(self) -> tuple[bool, str]:
         return _module_available("optimum.quanto", "optimum-quanto")
+
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import QuantoConfig
+
+        return QuantoConfig(weights_dtype=self.kind)
 
     def _weights(self) -> Any:
         from optimum import quanto
@@ -186,43 +226,23 @@ class Quanto(QuantizationMethod):
         freeze(quantized)
         return quantized
 
-    def save(self, module: torch.nn.Module, folder: Any) -> None:
-        import json
-        from pathlib import Path
-
-        from optimum.quanto import quantization_map
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {key: value.contiguous() for key, value in module.state_dict().items()}
-        save_file(state, str(folder / "weights.safetensors"))
-        (folder / "quantization_map.json").write_text(json.dumps(quantization_map(module)), encoding="utf-8")
-
-    def load(self, module: torch.nn.Module, folder: Any) -> torch.nn.Module:
-        """Rebuild the quantized module from the cache onto a copy of the unquantized ``module``'s layout."""
-        import json
-        from pathlib import Path
-
-        from optimum.quanto import requantize
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        state = load_file(str(folder / "weights.safetensors"))
-        qmap = json.loads((folder / "quantization_map.json").read_text(encoding="utf-8"))
-        target = copy.deepcopy(module)
-        requantize(target, state, qmap, device=next(module.parameters()).device)
-        return target
-
 
 class TorchAoInt8(QuantizationMethod):
-    """torchao int8 weight-only (``Int8WeightOnlyConfig``); torchao tensors pickle with ``torch.save`` only."""
+    """torchao int8 weight-only (``Int8WeightOnlyConfig``) through diffusers' ``TorchAoConfig``. Not cached:
+    diffusers serialises torchao tensors only as a pickle, which Easel does not load, and quantizing at load
+    takes about as long as reading the weights."""
 
     name = "torchao-int8"
     description = "torchao int8 weight-only"
 
     def is_available(self) -> tuple[bool, str]:
         return _module_available("torchao", "torchao")
+
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        return TorchAoConfig(Int8WeightOnlyConfig())
 
     def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
         self.require_available()
