@@ -161,7 +161,8 @@ class BitsAndBytes(QuantizationMethod):
 
         if self.kind == "int8":
             return BitsAndBytesConfig(load_in_8bit=True)
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.kind, bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.kind,
+                                  bnb_4bit_compute_dtype=compute_dtype)
 
     def diffusers_refusal(self, device: torch.device) -> str | None:
         if device.type in ("cuda", "xpu"):
