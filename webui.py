@@ -82,9 +82,13 @@ def job_model(services: Services, job: Job) -> str | None:
 def warm_up(services: Services, *, load_model: bool = True) -> None:
     """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
     try:
-        from modules.core.lazy_imports import hide_from_library_probes
+        from modules.core.lazy_imports import HIDDEN_FROM_PROBES, hide_from_library_probes
+        from modules.quantization.methods import probe_packages
 
-        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
+        # before diffusers' model classes load (see the module docstring); what the quantization option needs
+        # stays visible, since diffusers' quantizer for it reads that probe
+        needed = probe_packages(services.settings.options.quantization)
+        hide_from_library_probes(tuple(name for name in HIDDEN_FROM_PROBES if name not in needed))
         wire_processing_core(services)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"

@@ -17,10 +17,12 @@ the next load of the same model with the same method reads that folder through d
 instead of quantizing again. torchao is not cached (see :class:`modules.quantization.methods.TorchAoInt8`).
 
 **By hand, only where diffusers has no path:** a single-file checkpoint (there is no component folder to load
-from; diffusers' single-file loader would read and convert the whole checkpoint again for one component), and
-bitsandbytes on a CPU device (diffusers' bitsandbytes quantizer refuses to run without a GPU). There
-:func:`quantize_components` quantizes a copy of the loaded component with the method's hand-written
-``quantize`` and says so in :attr:`QuantizedComponents.routes`.
+from; diffusers' single-file loader would read and convert the whole checkpoint again for one component),
+bitsandbytes on a CPU device (diffusers' bitsandbytes quantizer refuses to run without a GPU), and a method chosen
+after start-up whose library diffusers did not see at its import (start-up keeps bitsandbytes and torchao out of
+that probe unless the option uses them, :mod:`modules.core.lazy_imports`). There :func:`quantize_components`
+quantizes a copy of the loaded component with the method's hand-written ``quantize`` and says why in
+:attr:`QuantizedComponents.routes`.
 
 **Reversibility.** Load-time quantization is not reversible: the unquantized weights were never loaded, so
 :meth:`QuantizedComponents.remove` refuses and undoing means reloading the model (the manager's ``reload``).

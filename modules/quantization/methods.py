@@ -73,18 +73,38 @@ def size_of(module: torch.nn.Module) -> SizeReport:
 class QuantizationMethod(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    package: ClassVar[str]  # the import name of the library that quantizes
+    pip_name: ClassVar[str]
     # diffusers saves the quantized component as safetensors and loads it back quantized (Easel's cache)
     cacheable: ClassVar[bool] = False
 
-    @abstractmethod
-    def is_available(self) -> tuple[bool, str]: ...
+    def is_available(self) -> tuple[bool, str]:
+        import importlib.util
+
+        from modules.core.lazy_imports import release
+
+        release(self.package.split(".")[0])  # kept from the libraries' start-up probes, not from Easel
+        if importlib.util.find_spec(self.package.split(".")[0]) is None:
+            return False, f"the {self.pip_name} package is not installed (pip install {self.pip_name})"
+        return True, f"{self.pip_name} is installed"
 
     @abstractmethod
     def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
         """The diffusers quantization config (``BitsAndBytesConfig``, ``QuantoConfig``, ``TorchAoConfig``)."""
 
     def diffusers_refusal(self, device: torch.device) -> str | None:
-        """Why diffusers' quantizer for this method cannot load a component onto ``device``; None when it can."""
+        """Why diffusers' quantizer for this method cannot load a component onto ``device``; None when it can.
+
+        diffusers reads which quantization libraries exist once, when it is imported. Easel's start-up keeps
+        bitsandbytes and torchao out of that probe unless the ``quantization`` option needs one of them
+        (:func:`probe_packages`, :mod:`modules.core.lazy_imports`); a method switched to later finds diffusers
+        blind to its library until Easel restarts."""
+        import diffusers.utils
+
+        probe = _DIFFUSERS_PROBES[self.package]
+        if not getattr(diffusers.utils, probe)():
+            return (f"diffusers was imported while {self.pip_name} was kept out of the start-up probes; restart "
+                    "Easel with this quantization set to load through diffusers")
         return None
 
     def load_kwargs(self, device: torch.device) -> dict[str, Any]:
@@ -121,15 +141,17 @@ def get_method(name: str) -> QuantizationMethod:
         raise UnsupportedError(f"unknown quantization {name!r}; known: {', '.join(sorted(METHODS))}") from None
 
 
-def _module_available(name: str, pip_name: str) -> tuple[bool, str]:
-    import importlib.util
+# The diffusers.utils function that answers whether diffusers saw each library when it was imported.
+_DIFFUSERS_PROBES: dict[str, str] = {"bitsandbytes": "is_bitsandbytes_available",
+                                     "optimum.quanto": "is_optimum_quanto_available",
+                                     "torchao": "is_torchao_available"}
 
-    from modules.core.lazy_imports import release
 
-    release(name.split(".")[0])  # kept from the libraries' start-up probes, not from Easel
-    if importlib.util.find_spec(name.split(".")[0]) is None:
-        return False, f"the {pip_name} package is not installed (pip install {pip_name})"
-    return True, f"{pip_name} is installed"
+def probe_packages(method_name: str) -> tuple[str, ...]:
+    """The packages diffusers must see at its import for ``method_name`` to load through it (none for "none")."""
+    if method_name == "none" or method_name not in METHODS:
+        return ()
+    return (METHODS[method_name].package.split(".")[0],)
 
 
 def _linear_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
@@ -147,14 +169,13 @@ class BitsAndBytes(QuantizationMethod):
     the same bitsandbytes layers by hand there, whose CPU kernels run them."""
 
     cacheable = True  # diffusers serialises bitsandbytes int8 and 4-bit weights as safetensors
+    package = "bitsandbytes"
+    pip_name = "bitsandbytes"
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.name = f"bnb-{kind}"  # type: ignore[misc]
         self.description = f"bitsandbytes {kind} weights (Linear layers)"  # type: ignore[misc]
-
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("bitsandbytes", "bitsandbytes")
 
     def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
         from diffusers import BitsAndBytesConfig
@@ -165,9 +186,9 @@ class BitsAndBytes(QuantizationMethod):
                                   bnb_4bit_compute_dtype=compute_dtype)
 
     def diffusers_refusal(self, device: torch.device) -> str | None:
-        if device.type in ("cuda", "xpu"):
-            return None
-        return f"diffusers' bitsandbytes quantizer needs a GPU and the device is {device.type}"
+        if device.type not in ("cuda", "xpu"):
+            return f"diffusers' bitsandbytes quantizer needs a GPU and the device is {device.type}"
+        return super().diffusers_refusal(device)
 
     def load_kwargs(self, device: torch.device) -> dict[str, Any]:
         return {"device_map": {"": str(device)}}
@@ -199,14 +220,13 @@ class Quanto(QuantizationMethod):
     """optimum-quanto weight quantization (qint8, qint4, qfloat8) through diffusers' ``QuantoConfig``."""
 
     cacheable = True
+    package = "optimum.quanto"
+    pip_name = "optimum-quanto"
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.name = f"quanto-{kind}"  # type: ignore[misc]
         self.description = f"optimum-quanto {kind} weights"  # type: ignore[misc]
-
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("optimum.quanto", "optimum-quanto")
 
     def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
         from diffusers import QuantoConfig
@@ -235,9 +255,8 @@ class TorchAoInt8(QuantizationMethod):
 
     name = "torchao-int8"
     description = "torchao int8 weight-only"
-
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("torchao", "torchao")
+    package = "torchao"
+    pip_name = "torchao"
 
     def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
         from diffusers import TorchAoConfig
