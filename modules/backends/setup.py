@@ -45,6 +45,7 @@ from modules.backends.registry import get_backend
 from modules.core.settings import Options, Settings
 from modules.devices.base import normalize_precision, system_memory
 from modules.devices.select import Device
+from modules.models.catalog import CheckpointInfo
 from modules.quantization.apply import QuantizedComponents, load_quantized_components, quantize_components
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class ExecutionSetup:
                               installed=installed_backends(), precision=precision, quantized=quantized,
                               free_memory=system_memory().free)
 
-    def load_components(self, info: Any) -> dict[str, Any]:
+    def load_components(self, info: CheckpointInfo) -> dict[str, Any]:
         """The manager's loading hook: the denoiser of a diffusers folder loaded quantized by diffusers (or read
         from the quantization cache) when the ``quantization`` option is set; nothing otherwise. A failure is
         recorded for :meth:`on_model_loaded` and the model loads unquantized."""

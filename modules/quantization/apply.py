@@ -116,13 +116,17 @@ def _unquantized_size(model_class: type[Any], folder: Path, name: str, dtype: to
 
 
 def _save_cache(module: Any, folder: Path) -> None:
-    """``save_pretrained`` into a sibling temporary folder, then rename: a crash never leaves half a cache."""
-    partial = folder.with_name(folder.name + ".partial")
+    """``save_pretrained`` into a temporary sibling, then rename: a crash never leaves half a cache, and of two
+    processes saving at once the first rename wins (a non-empty folder is not replaced)."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    module.save_pretrained(str(partial), safe_serialization=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+    try:
+        module.save_pretrained(str(partial), safe_serialization=True)
+        os.replace(partial, folder)
+    except Exception:  # the quantized module is fine; only the next load will quantize again
+        log.warning("could not cache the quantized component in %s", folder, exc_info=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def load_quantized(model_class: type[Any], folder: Path, name: str, method: QuantizationMethod, *,
@@ -133,9 +137,14 @@ def load_quantized(model_class: type[Any], folder: Path, name: str, method: Quan
     if refusal is not None:
         raise UnsupportedError(f"quantization {method.name!r} cannot load through diffusers: {refusal}")
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": True, **method.load_kwargs(device)}
+    module: Any = None
     if cache is not None and (cache / "config.json").is_file():
-        module, route = model_class.from_pretrained(str(cache), **kwargs), ROUTE_CACHE
-    else:
+        try:
+            module, route = model_class.from_pretrained(str(cache), **kwargs), ROUTE_CACHE
+        except Exception:  # unreadable (an older library, a damaged file): quantize again and replace it
+            log.warning("the quantization cache %s is unreadable; quantizing again", cache, exc_info=True)
+            shutil.rmtree(cache, ignore_errors=True)
+    if module is None:
         module = model_class.from_pretrained(str(folder), subfolder=name,
                                              quantization_config=method.diffusers_config(dtype), **kwargs)
         route = ROUTE_DIFFUSERS

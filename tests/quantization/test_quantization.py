@@ -130,7 +130,7 @@ def test_quantized_unet_is_cached_and_read_back(tiny_models_dir: Path, tmp_path:
     assert applied is not None and applied.routes == {"unet": ROUTE_CACHE}
     assert second.pipe.unet.hf_quantizer.pre_quantized and _linear_classes(second.pipe.unet) == LIBRARY_CLASSES[
         "quanto-int8"]
-    assert weights.stat().st_mtime_ns == stamp and not list(cached.parent.glob("*.partial"))
+    assert weights.stat().st_mtime_ns == stamp and not list(cached.parent.glob("*.partial*"))
     assert np.array_equal(generate(second), image)
 
 
@@ -185,21 +185,31 @@ def test_kept_original_is_put_back_exactly(loaded, generate, reference) -> None:
     assert np.array_equal(generate(loaded), reference)
 
 
-def test_a_failed_quantization_is_recorded_and_the_model_runs_unquantized(tiny_models_dir: Path, tmp_path: Path,
-                                                                          generate, reference) -> None:
+def test_an_unreadable_cache_is_quantized_again_and_replaced(tiny_models_dir: Path, tmp_path: Path) -> None:
     manager, setup = _production(tiny_models_dir, tmp_path, "quanto-int8")
-    cache = tmp_path / "cache" / "quantized"
-    cache.mkdir(parents=True)
-    # a cache entry that is not a quantized UNet: diffusers cannot load it, so loading falls back to plain
     info = manager.resolve("tiny-sd")
     manager.catalog.ensure_hash(info)
-    broken = cache / f"{info.sha256[:16]}-quanto-int8-float32" / "unet"  # type: ignore[index]
+    broken = tmp_path / "cache" / "quantized" / f"{info.sha256[:16]}-quanto-int8-float32" / "unet"  # type: ignore[index]
     broken.mkdir(parents=True)
     (broken / "config.json").write_text("{not json", encoding="utf-8")
     model = manager.ensure_loaded("tiny-sd")
+    applied = setup.applied[model.pipe].quantization
+    assert applied is not None and applied.routes == {"unet": ROUTE_DIFFUSERS}
+    assert '"quant_method": "quanto"' in (broken / "config.json").read_text(encoding="utf-8")
+    assert (broken / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_a_failed_quantization_is_recorded_and_the_model_runs_unquantized(
+        tiny_models_dir: Path, tmp_path: Path, generate, reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(compute_dtype: torch.dtype) -> Any:
+        raise ValueError("no such quantization config")
+
+    monkeypatch.setattr(get_method("quanto-int8"), "diffusers_config", refuse)
+    manager, setup = _production(tiny_models_dir, tmp_path, "quanto-int8")
+    model = manager.ensure_loaded("tiny-sd")
     record = setup.applied[model.pipe]
-    assert record.quantization is None and len(record.errors) == 1
-    assert record.errors[0].startswith("quantization quanto-int8:")
+    assert record.quantization is None
+    assert record.errors == ["quantization quanto-int8: no such quantization config"]
     assert getattr(model.pipe.unet, "hf_quantizer", None) is None
     assert np.array_equal(generate(model), reference)
 
