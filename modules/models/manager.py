@@ -121,9 +121,10 @@ class ModelManager:
         try:
             previous = self._current
             self._current = None
+            # taken out before the previous model is retired, whose trim would otherwise evict it
+            cached = self._cpu_cache.pop(str(info.path), None)
             if previous is not None:
                 self._retire(previous, park_previous)
-            cached = self._cpu_cache.pop(str(info.path), None)
             if cached is not None:
                 cached.pipe.to(self.device.device)
                 loaded = cached
