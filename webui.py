@@ -79,8 +79,11 @@ def job_model(services: Services, job: Job) -> str | None:
     return entry.title if entry is not None else name
 
 
-def warm_up(services: Services, *, load_model: bool = True) -> None:
-    """Heavy start-up work, off the request path: device, model manager, generation service, default model."""
+def warm_up(services: Services, *, load_model: bool = True, script_defaults: bool = True) -> None:
+    """Heavy start-up work, off the request path: device, model manager, generation service, default model.
+
+    ``script_defaults=False`` leaves the scripts' argument layout to be read after the browser page is built
+    (``start_background``), where the scripts have seen the page's components, as in A1111."""
     try:
         from modules.core.lazy_imports import HIDDEN_FROM_PROBES, hide_from_library_probes
         from modules.quantization.methods import probe_packages
@@ -89,7 +92,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
         # stays visible, since diffusers' quantizer for it reads that probe
         needed = probe_packages(services.settings.options.quantization)
         hide_from_library_probes(tuple(name for name in HIDDEN_FROM_PROBES if name not in needed))
-        wire_processing_core(services)
+        wire_processing_core(services, script_defaults=script_defaults)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
         log.exception("warm-up failed")
@@ -105,7 +108,7 @@ def warm_up(services: Services, *, load_model: bool = True) -> None:
             log.exception("loading the default model failed")
 
 
-def wire_processing_core(services: Services) -> None:
+def wire_processing_core(services: Services, *, script_defaults: bool = True) -> None:
     """Build the heavy services and plug them into each other. The order below is the one place it is written:
     each step uses only what the steps above it built."""
     from modules.api.runners import register_api_runners
@@ -166,7 +169,8 @@ def wire_processing_core(services: Services) -> None:
 
     prepare_runtime(services, binding, services.extension_roots)
     extensions = build_extension_services(settings, lambda: manager.current, binding.callbacks,
-                                          builtin_dirs=services.script_dirs, extension_roots=services.extension_roots)
+                                          builtin_dirs=services.script_dirs, extension_roots=services.extension_roots,
+                                          build_ui_defaults=script_defaults)
     processor.prompt_preprocessors.append(extensions.prompt_features.preprocess)
     processor.finalizers.append(extensions.prompt_features.finalize)
     generation.customizers.append(extensions.scripts.customize)
@@ -196,7 +200,8 @@ def create_app(services: Services) -> FastAPI:
 
 def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> threading.Thread:
     def work() -> None:
-        warm_up(services, load_model=not services.settings.flags.uses_cluster)  # workers load their own
+        # workers load their own model; with the page, the scripts' argument layout is read after it is built
+        warm_up(services, load_model=not services.settings.flags.uses_cluster, script_defaults=not with_ui)
         if with_ui:
             try:
                 from modules.ui.mount import mount_ui
@@ -205,6 +210,11 @@ def start_background(services: Services, app: FastAPI, *, with_ui: bool) -> thre
                 services.ui_mounted = True
             except Exception:
                 log.exception("the browser UI could not be built; the API keeps running")
+            if services.scripts is not None:
+                try:
+                    services.scripts.setup_ui()
+                except Exception:
+                    log.exception("script argument defaults could not be read from their ui()")
         if services.startup_error is None:
             from modules.extensions.setup import app_started
 

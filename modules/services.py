@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from modules.extensions.callbacks import CallbackRegistry
+    from modules.extensions.discovery import Extension
     from modules.extensions.networks import NetworksService
     from modules.extensions.prompts import StylesService
     from modules.extensions.runner import ScriptRunner
@@ -87,6 +88,8 @@ class ScriptsApi(Protocol):
 
     def runner(self, is_img2img: bool) -> ScriptRunner: ...
 
+    def setup_ui(self, gradio: object | None = None) -> None: ...
+
     def titles(self, is_img2img: bool) -> list[str]: ...
 
     def scripts(self, is_img2img: bool) -> list[Script]: ...
@@ -96,6 +99,9 @@ class ScriptsApi(Protocol):
     def extensions_info(self) -> list[dict[str, object]]: ...
 
     def extension_status(self) -> list[dict[str, object]]: ...
+
+    @property
+    def extensions(self) -> Sequence[Extension]: ...
 
     def validate(self, params: object, *, limits: Limits | None = None, init_sizes: list[tuple[int, int]] | None = None
                  ) -> list[object]: ...

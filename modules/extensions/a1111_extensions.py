@@ -10,7 +10,6 @@ from typing import Any
 from modules.core.paths import REPO_ROOT
 from modules.extensions import compat
 
-
 ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
 """A1111's ``scripts.ScriptFile``."""
 

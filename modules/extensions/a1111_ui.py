@@ -40,7 +40,7 @@ def versions_html() -> str:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version: str = str(torch.__version__)
     except ImportError:
         torch_version = "not installed"
     from modules.processing.run import EASEL_VERSION

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from modules.extensions.discovery import Extension
     from modules.extensions.prompts import StylesService
     from modules.models.manager import LoadedModel
     from modules.processing.processor import Processor
@@ -66,6 +67,11 @@ class ScriptRunners(Protocol):
     def runner(self, is_img2img: bool) -> object: ...
 
     def scripts(self, is_img2img: bool) -> Sequence[object]: ...
+
+    @property
+    def extensions(self) -> Sequence[Extension]: ...
+
+    def extension_status(self) -> list[dict[str, object]]: ...
 
 
 class FacadeServices(Protocol):

@@ -1,10 +1,11 @@
 """Finding extensions and their script files, in A1111's order.
 
-Layout (A1111's, see ``docs/A1111-CONTRACT.md``): ``scripts/*.py`` of the web UI come first, then ``extensions/*/scripts/*.py`` of every
-enabled extension. Extensions are ordered alphabetically, then by ``metadata.ini``'s ``[Extension]`` keys
-``Requires``/``Before``/``After`` (comma-separated extension names) with a stable topological sort; a cycle or
-a missing requirement is reported, never fatal. An extension's ``install.py`` runs only with the
-``--allow-extension-install`` flag: it can install arbitrary packages, so it needs the user's explicit consent.
+Layout (A1111's, see ``docs/A1111-CONTRACT.md``): ``scripts/*.py`` of the web UI come first, then
+``extensions/*/scripts/*.py`` of every enabled extension. Extensions are ordered alphabetically, then by
+``metadata.ini``'s ``[Extension]`` keys ``Requires``/``Before``/``After`` (comma-separated extension names) with a
+stable topological sort; a cycle or a missing requirement is reported, never fatal. An extension's ``install.py``
+runs only with the ``--allow-extension-install`` flag: it can install arbitrary packages, so it needs the user's
+explicit consent.
 """
 
 from __future__ import annotations

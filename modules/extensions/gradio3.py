@@ -85,7 +85,7 @@ def translate_kwargs(cls: type, kwargs: dict[str, Any], accepted: set[str] | Non
     """Gradio 3 keyword arguments of ``cls`` as Gradio 6 accepts them (renamed, converted or dropped)."""
     owner = cls.__name__
     if accepted is None:
-        accepted = set(inspect.signature(cls.__init__).parameters)
+        accepted = set(inspect.signature(cls.__init__).parameters)  # type: ignore[misc]
     out = dict(kwargs)
     if "default" in out and "value" not in out and "default" not in accepted:
         out["value"] = out.pop("default")
@@ -113,6 +113,34 @@ def translate_kwargs(cls: type, kwargs: dict[str, Any], accepted: set[str] | Non
     return out
 
 
+_HIDDEN_LAYOUTS: list[Any] = []  # layout blocks extension code made with visible=False (see hide_layouts_on_load)
+
+
+def _is_layout(block: Any) -> bool:
+    from gradio.blocks import BlockContext
+
+    return isinstance(block, BlockContext)
+
+
+def hide_layouts_on_load(blocks: Any) -> int:
+    """Hide, once the page has loaded, the layout blocks extension code made hidden; returns how many.
+
+    Gradio 6 draws a Row, Column or Group made with ``visible="hidden"`` as if it were visible until an update
+    reaches it (a component made so is hidden at once). One load event sends those blocks that update, so an
+    extension's hidden row stays hidden, and its own ``gr.update(visible=True)`` still shows it later. Call it
+    inside the page's ``gr.Blocks()``; blocks made for other pages (the scripts runner's own) are left out.
+    """
+    import gradio as gr
+
+    on_page = set(map(id, blocks.blocks.values()))
+    layouts = [block for block in _HIDDEN_LAYOUTS if id(block) in on_page]
+    _HIDDEN_LAYOUTS.clear()
+    if layouts:
+        blocks.load(lambda: [gr.update(visible="hidden") for _ in layouts] if len(layouts) > 1
+                    else gr.update(visible="hidden"), None, layouts, queue=False, show_progress="hidden")
+    return len(layouts)
+
+
 def _wrap_init(cls: type) -> None:
     original = cls.__dict__["__init__"]
     if getattr(original, "_easel_gradio3", False):
@@ -121,9 +149,13 @@ def _wrap_init(cls: type) -> None:
 
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        hidden_layout = False
         if kwargs and from_extension_code():
             kwargs = translate_kwargs(cls, kwargs, accepted)
+            hidden_layout = kwargs.get("visible") == "hidden" and _is_layout(self)
         original(self, *args, **kwargs)
+        if hidden_layout:
+            _HIDDEN_LAYOUTS.append(self)
 
     __init__._easel_gradio3 = True  # type: ignore[attr-defined]
     cls.__init__ = __init__  # type: ignore[misc]
@@ -242,7 +274,7 @@ def _no_stub_files_outside_gradio() -> None:
     component_meta.create_or_modify_pyi = create_or_modify_pyi
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def config_class(cls: type) -> type:
     """The class whose ``__init__`` parameters describe ``cls``'s props in the page config.
 
@@ -284,7 +316,7 @@ def _patch_config_of_star_args_subclasses() -> None:
 
     @functools.wraps(original)
     def get_config(self: Any, cls: type | None = None) -> dict[str, Any]:
-        return original(self, cls if cls is not None else config_class(type(self)))
+        return original(self, cls if cls is not None else config_class(type(self)))  # type: ignore[arg-type]
 
     get_config._easel_gradio3 = True  # type: ignore[attr-defined]
     Block.get_config = get_config  # type: ignore[method-assign]
@@ -342,8 +374,8 @@ def install() -> None:
             _wrap_init(cls)
         for event in getattr(cls, "EVENTS", []) or []:
             name = event if isinstance(event, str) else getattr(event, "event_name", None)
-            listener = cls.__dict__.get(name) if name else None
-            if callable(listener):
+            listener = cls.__dict__.get(name) if isinstance(name, str) else None
+            if isinstance(name, str) and callable(listener):
                 setattr(cls, name, _wrap_listener(listener))
     blocks_load = gr.Blocks.__dict__.get("load")
     if callable(blocks_load):

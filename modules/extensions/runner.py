@@ -26,6 +26,13 @@ from modules.core.errors import UserInputError
 from modules.extensions import compat
 from modules.extensions.discovery import ScriptFile
 from modules.extensions.script_api import AlwaysVisible, PostprocessBatchListArgs, Script
+from modules.extensions.ui_pass import (
+    UI_BUILD_LOCK,
+    PageState,
+    detached_blocks,
+    events_undone_on_error,
+    standard_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,18 +228,31 @@ class ScriptRunner:
             gradio = gradio_module
         inputs: list[Any] = [None]
         infos: list[dict[str, Any]] = [{"label": "Script", "value": None}]
-        with gradio.Blocks():
-            for script in self._ordered():
-                controls: list[Any] = []
-                try:
-                    controls = list(script.ui(self.is_img2img) or [])
-                except Exception as exc:
-                    self._error(self.owner(script), f"{script.title()}.ui", exc)
-                script.controls = controls
-                script.args_from = len(inputs)
-                inputs.extend(controls)
-                infos.extend(_component_info(control) for control in controls)
-                script.args_to = len(inputs)
+        scripts = self._ordered()
+
+        def report(script: Script, exc: Exception) -> None:
+            self._error(self.owner(script), f"{script.title()}.after_component", exc)
+
+        try:
+            with UI_BUILD_LOCK, detached_blocks(gradio):
+                if not PageState.built:
+                    standard_fields(gradio, "img2img" if self.is_img2img else "txt2img", scripts, report)
+                for script in scripts:
+                    controls: list[Any] = []
+                    try:
+                        with events_undone_on_error():
+                            controls = list(script.ui(self.is_img2img) or [])
+                    except Exception as exc:
+                        self._error(self.owner(script), f"{script.title()}.ui", exc)
+                    script.controls = controls
+                    script.args_from = len(inputs)
+                    inputs.extend(controls)
+                    infos.extend(_component_info(control) for control in controls)
+                    script.args_to = len(inputs)
+        except Exception:  # the pass as a whole (Gradio serialising what the scripts built)
+            log.exception("script UIs could not be laid out; arguments follow the api_args declarations")
+            self._layout_from_declarations()
+            return
         self.inputs = inputs
         self.arg_infos = infos
         self.defaults = [0, *(info["value"] for info in infos[1:])]
@@ -260,10 +280,10 @@ class ScriptRunner:
             if index is None:
                 raise UserInputError("script_name", f"script {script_name!r} not found; available: "
                                      f"{', '.join(s.title() for s in self.selectable_scripts) or 'none'}")
-            script = self.selectable_scripts[index]
+            selected = self.selectable_scripts[index]
             args[0] = index + 1
-            _fill(args, script, script_args or [])
-            _validate(args, script, "script_args")
+            _fill(args, selected, script_args or [])
+            _validate(args, selected, "script_args")
         for title, value in (alwayson or {}).items():
             script = self.script(title)
             if script is None:

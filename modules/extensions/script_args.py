@@ -20,7 +20,6 @@ from pydantic import ConfigDict, ValidationError
 from modules.core.errors import UserInputError
 from modules.core.validation import StrictInput
 
-
 RE_UNION_TAG = re.compile(r"^(int|str|float|bool|none|list\[.*|dict\[.*|literal\[.*|function-.*|.*\]\])$")
 """Pydantic's names of union branches in an error's loc (``int``, ``literal['a','b']``): not argument names."""
 

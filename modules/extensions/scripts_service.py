@@ -89,8 +89,9 @@ class ScriptsService:
         return [script.title().lower() for script in self.runners[bool(is_img2img)].selectable_scripts]
 
     def scripts(self, is_img2img: bool) -> list[Script]:
-        """Script objects of a tab (always-on first), with ``args_from``/``args_to`` laid out."""
-        runner = self.runner(is_img2img)
+        """Script objects of a tab (always-on first). Their ``args_from``/``args_to`` are laid out by the first
+        :meth:`runner` call; the page build lists them before that, so the scripts see its components first."""
+        runner = self.runners[bool(is_img2img)]
         return [*runner.alwayson_scripts, *runner.selectable_scripts]
 
     def script_info(self) -> list[dict[str, Any]]:

@@ -93,6 +93,8 @@ def build_blocks(services: Services) -> Any:
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(ctx)
 
+        gradio3.hide_layouts_on_load(blocks)  # extension rows/columns made hidden stay hidden (Gradio 6 quirk)
+
         # -- sending images and parameters between tabs (A1111's "send to" buttons) --------------------------
         img_mode = img2img.ui["img2img_mode"]
         mode_tabs = img2img.ui["mode_tabs"]
@@ -204,12 +206,15 @@ def mount_ui(app: Any, services: Services) -> None:
     import gradio as gr
     from starlette.routing import Mount
 
+    from modules.extensions.ui_pass import UI_BUILD_LOCK, PageState
     from modules.ui.extension_ui import option_values
     from modules.ui.files import add_file_route, allowed_roots
     from modules.ui.page import HeadInjector, collect_assets, head_html
 
     register_runners(services)
-    blocks = build_blocks(services)
+    with UI_BUILD_LOCK:  # Gradio's build context is process-wide: no scripts runner pass meanwhile
+        blocks = build_blocks(services)
+        PageState.built = True  # the scripts have seen the page's components
     assets = collect_assets(extension_folders(services), services.settings.data_paths.root)
     roots = extension_roots(services)
     _remove_root_routes(app)

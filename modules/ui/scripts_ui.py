@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from modules.extensions.ui_pass import events_undone_on_error
 from modules.ui.context import UiContext
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ def _renders_nothing(block: Any) -> bool:
 
 def _script_controls(script: Any, is_img2img: bool) -> list[Any]:
     try:
-        made = script.ui(is_img2img) if hasattr(script, "ui") else []
+        with events_undone_on_error():  # its half-registered listeners would break the whole page
+            made = script.ui(is_img2img) if hasattr(script, "ui") else []
     except Exception:
         log.exception("script %r: ui() failed; it runs with no controls", _title(script))
         gr.Markdown(f"*{_title(script)}: its controls could not be built (see the server log)*")

@@ -118,6 +118,15 @@ def walk_extension_ui(extension_server: RunningServer, page: Any, errors: list[s
 
     # Gradio 3 calls in Script.ui: gr.inputs.Slider(default=), Image(source=, tool=), Textbox.update
     assert page.locator("#txt2img_script_fixture_ui input[type=number]").first.input_value() == "3"
+
+    # a script wired to the width slider it kept from after_component; its visible=False row stays hidden; the
+    # script whose ui() failed half-way cost only its own controls (the page built, no page error)
+    assert page.locator("#fixture_hidden_row_txt2img").count() == 1
+    assert not page.locator("#fixture_hidden_row_txt2img").is_visible()
+    width = page.locator("#txt2img_width input[type=number]").first
+    before = int(float(width.input_value()))
+    page.locator("#fixture_double_txt2img").click()
+    page.wait_for_function(f"document.querySelector('#txt2img_width input[type=number]').value == '{2 * before}'")
     page.locator("#txt2img_script_fixture_ui").get_by_label("Fixture choice").click()
     page.get_by_role("option", name="b").click()
     page.wait_for_function("document.querySelector('#fixture_echo_txt2img textarea').value === 'picked b'")
@@ -156,3 +165,21 @@ def walk_extension_ui(extension_server: RunningServer, page: Any, errors: list[s
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_script_ui_pass_without_a_page_shows_scripts_the_standard_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--nowebui``: the runner's pass shows the scripts stand-ins of the tab's fields (a script finds the width
+    slider it looks for), and a script whose ui() fails half-way loses only its own arguments."""
+    from modules.core.paths import REPO_ROOT
+    from modules.extensions.scripts_service import ScriptsService
+    from modules.extensions.ui_pass import PageState
+
+    monkeypatch.setattr(PageState, "built", False)
+    service = ScriptsService(builtin_dirs=[REPO_ROOT / "scripts"], extension_roots=[FIXTURE.parent])
+    service.load()
+    runner = service.runner(False)
+    sizes = runner.script("fixture sizes")
+    assert sizes is not None and sizes.width is not None and sizes.width.elem_id == "txt2img_width"
+    assert any(error.message and "Fixture broken UI.ui" in error.where for error in service.errors), service.errors
+    matrix = runner.script("prompt matrix")
+    assert runner.defaults[matrix.args_from:matrix.args_from + 3] == [False, False, "positive"]
