@@ -103,8 +103,8 @@ class QuantizationMethod(ABC):
 
         probe = _DIFFUSERS_PROBES[self.package]
         if not getattr(diffusers.utils, probe)():
-            return (f"diffusers was imported while {self.pip_name} was kept out of the start-up probes; restart "
-                    "Easel with this quantization set to load through diffusers")
+            return (f"diffusers did not see {self.pip_name} when it was imported (Easel's start-up keeps it out "
+                    "unless the quantization option uses it); restart Easel with this quantization set")
         return None
 
     def load_kwargs(self, device: torch.device) -> dict[str, Any]:
