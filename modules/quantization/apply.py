@@ -17,7 +17,8 @@ the next load of the same model with the same method reads that folder through d
 instead of quantizing again. torchao is not cached (see :class:`modules.quantization.methods.TorchAoInt8`).
 
 **By hand, only where diffusers has no path:** a single-file checkpoint (there is no component folder to load
-from; diffusers' single-file loader would read and convert the whole checkpoint again for one component),
+from, and diffusers 0.42's single-file model loader does not quantize: with ``QuantoConfig`` it leaves weights
+on the meta device and fails, with ``TorchAoConfig`` it returns plain weights, as a test pins down),
 bitsandbytes on a CPU device (diffusers' bitsandbytes quantizer refuses to run without a GPU), and a method chosen
 after start-up whose library diffusers did not see at its import (start-up keeps bitsandbytes and torchao out of
 that probe unless the option uses them, :mod:`modules.core.lazy_imports`). There :func:`quantize_components`

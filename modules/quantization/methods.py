@@ -5,8 +5,9 @@ The normal path is diffusers' own load-time quantizer: :meth:`QuantizationMethod
 component's ``from_pretrained(..., quantization_config=...)`` receives (see :mod:`modules.quantization.apply`).
 :meth:`QuantizationMethod.quantize` swaps layers by hand on a *copy* of an already loaded component; it is kept
 only where diffusers cannot load the component quantized: a single-file checkpoint (no component folder to load
-from), and bitsandbytes on a CPU-only device (diffusers' bitsandbytes quantizer refuses to run without a GPU,
-while bitsandbytes itself has CPU kernels). Linear layers are what these libraries quantize; convolutions stay in
+from, and diffusers' single-file loader does not quantize), bitsandbytes on a CPU-only device (diffusers'
+bitsandbytes quantizer refuses to run without a GPU, while bitsandbytes itself has CPU kernels), and a library
+diffusers did not see when it was imported. Linear layers are what these libraries quantize; convolutions stay in
 the original precision, which is why an SD UNet shrinks less than 4x with int8.
 """
 
