@@ -212,7 +212,8 @@ def quantize_components(loaded: Any, method_name: str, *, components: Sequence[s
             quantized, route = load_quantized(type(module), folder, name, method, dtype=parameter.dtype,
                                               device=parameter.device, cache=cache)
         else:
-            quantized, route = method.quantize(module), f"{ROUTE_BY_HAND}: {reason}"
+            quantized = method.quantize(module, in_place=not keep_original)
+            route = f"{ROUTE_BY_HAND}: {reason}"
         if keep_original:
             result.originals[name] = module
         setattr(pipe, name, quantized)

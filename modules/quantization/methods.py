@@ -113,9 +113,10 @@ class QuantizationMethod(ABC):
         return {}
 
     @abstractmethod
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
-        """A quantized copy of ``module`` (``module`` itself is left untouched), by hand: only for what
-        diffusers cannot load quantized (see the module docstring)."""
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
+        """``module`` quantized by hand, only for what diffusers cannot load quantized (see the module
+        docstring): a quantized copy (``module`` left untouched), or with ``in_place`` ``module`` itself, which
+        spares holding the unquantized and the quantized weights at once when the original is not kept."""
 
     def require_available(self) -> None:
         available, reason = self.is_available()
@@ -194,11 +195,11 @@ class BitsAndBytes(QuantizationMethod):
     def load_kwargs(self, device: torch.device) -> dict[str, Any]:
         return {"device_map": {"": str(device)}}
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         import bitsandbytes as bnb
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         device = next(quantized.parameters()).device
         compute_dtype = next(quantized.parameters()).dtype
         for parent, name, linear in _linear_layers(quantized):
@@ -239,11 +240,11 @@ class Quanto(QuantizationMethod):
 
         return {"int8": quanto.qint8, "int4": quanto.qint4, "float8": quanto.qfloat8}[self.kind]
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         from optimum.quanto import freeze, quantize
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         quantize(quantized, weights=self._weights())
         freeze(quantized)
         return quantized
@@ -265,11 +266,11 @@ class TorchAoInt8(QuantizationMethod):
 
         return TorchAoConfig(Int8WeightOnlyConfig())
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         quantize_(quantized, Int8WeightOnlyConfig())
         return quantized
 

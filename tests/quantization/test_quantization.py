@@ -147,7 +147,7 @@ def test_torchao_is_not_cached(tiny_models_dir: Path, tmp_path: Path) -> None:
 
 def test_single_file_checkpoint_is_quantized_by_hand(tmp_path: Path, generate) -> None:
     """A single-file checkpoint has no component folder for diffusers to load from: the loading hook passes, and
-    the loaded UNet is quantized by hand, which the record says."""
+    the loaded UNet is quantized by hand, in place (the original is not kept), which the record says."""
     from modules.models.families import FAMILIES
     from tests.tiny_pipelines import save_tiny_checkpoints
 
@@ -166,10 +166,12 @@ def test_single_file_checkpoint_is_quantized_by_hand(tmp_path: Path, generate) -
     settings = Settings(CmdFlags(data_dir=tmp_path / "data", precision="full", no_half=True), options)
     setup = ExecutionSetup(settings, select_device(use_cpu=True, device_id=None, precision="full", no_half=True))
     model = load()
+    unet = model.pipe.unet
     assert setup.load_components(model.info) == {}
     setup.on_model_loaded(model)
     applied = setup.applied[model.pipe].quantization
     assert applied is not None and applied.routes == {"unet": "by hand: single-file checkpoint"}
+    assert model.pipe.unet is unet and applied.originals == {}  # in place: no second copy of the weights
     assert getattr(model.pipe.unet, "hf_quantizer", None) is None
     assert _linear_classes(model.pipe.unet) == LIBRARY_CLASSES["quanto-int8"]
     _within("quanto-int8", generate(model), reference)
