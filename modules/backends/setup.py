@@ -166,7 +166,7 @@ class ExecutionSetup:
         elif at_load is not None:
             at_load.pipe = pipe
             record.quantization = at_load
-        elif options.quantization != "none":  # a single file, or bitsandbytes on a CPU: by hand after load
+        elif options.quantization != "none":  # what diffusers could not load quantized: by hand, after load
             try:
                 record.quantization = quantize_components(loaded, options.quantization, keep_original=False,
                                                           cache_dir=self.settings.data_paths.cache_dir)
