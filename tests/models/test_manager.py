@@ -10,12 +10,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from modules.core.errors import NotFoundError, NoModelError
+from modules.core.errors import NoModelError, NotFoundError
 from modules.devices import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import ModelManager
-
-from tests.conftest import build_tiny_sd  # noqa: I001
+from tests.conftest import build_tiny_sd
 
 
 @pytest.fixture(scope="module")
