@@ -85,9 +85,13 @@ def warm_up(services: Services, *, load_model: bool = True, script_defaults: boo
     ``script_defaults=False`` leaves the scripts' argument layout to be read after the browser page is built
     (``start_background``), where the scripts have seen the page's components, as in A1111."""
     try:
-        from modules.core.lazy_imports import hide_from_library_probes
+        from modules.core.lazy_imports import HIDDEN_FROM_PROBES, hide_from_library_probes
+        from modules.quantization.methods import probe_packages
 
-        hide_from_library_probes()  # before diffusers' model classes load: see the module docstring
+        # before diffusers' model classes load (see the module docstring); what the quantization option needs
+        # stays visible, since diffusers' quantizer for it reads that probe
+        needed = probe_packages(services.settings.options.quantization)
+        hide_from_library_probes(tuple(name for name in HIDDEN_FROM_PROBES if name not in needed))
         wire_processing_core(services, script_defaults=script_defaults)
     except Exception as exc:  # the server keeps answering and reports the failure in every job
         services.startup_error = f"{exc.__class__.__name__}: {exc}"
@@ -136,6 +140,7 @@ def wire_processing_core(services: Services, *, script_defaults: bool = True) ->
     services.register_runner("img2img", generation.run_job)
     # 3. execution backends, memory strategies and quantization on every model the manager loads
     execution = ExecutionSetup(settings, device)
+    manager.on_model_loading(execution.load_components)
     manager.on_model_loaded(execution.on_model_loaded)
     processor.prompt_preprocessors.append(execution.infotext_preprocessor)
     generation.status_texts.append(lambda: execution.status_text(manager.current))

@@ -6,7 +6,9 @@ for a large UNet on a CPU, :mod:`modules.backends.adaptive`, else :func:`modules
 ``execution_precision`` (auto follows the launch ``--precision``),
 ``execution_shape_policy``, ``openvino_device``, ``openvino_weight_compression``, ``torch_compile``,
 ``memory_strategies`` ("auto" expands to :func:`modules.memory.policy_for_device`), ``token_merging_ratio``
-(0 = off) and ``quantization``. The backend that actually ran the UNet goes into the infotext
+(0 = off) and ``quantization`` (applied while the model loads, through :meth:`ExecutionSetup.load_components`,
+which the composition root registers as the manager's loading hook; see :mod:`modules.quantization.apply`).
+The backend that actually ran the UNet goes into the infotext
 (``Backend: openvino``; under auto with its precision, ``Backend: openvino bf16``, and ``VAE backend`` where the VAE
 ran elsewhere) when it is not plain PyTorch fp32.
 """
@@ -43,6 +45,8 @@ from modules.backends.registry import get_backend
 from modules.core.settings import Options, Settings
 from modules.devices.base import normalize_precision, system_memory
 from modules.devices.select import Device
+from modules.models.catalog import CheckpointInfo
+from modules.quantization.apply import QuantizedComponents, load_quantized_components, quantize_components
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class AppliedExecution:
     backend: str
     choice: AutoChoice | None = None  # what was asked for (auto resolved); ``backend`` is what runs
     memory: Any = None  # modules.memory.AppliedPolicy
-    quantization: Any = None  # modules.quantization.apply.QuantizedComponents
+    quantization: QuantizedComponents | None = None
     adaptive: AdaptiveExecution | None = None  # backend auto on a CPU: routed UNet/VAE, background export
     errors: list[str] = field(default_factory=list)
 
@@ -85,6 +89,8 @@ class ExecutionSetup:
         self.settings = settings
         self.device = device
         self.applied: weakref.WeakKeyDictionary[Any, AppliedExecution] = weakref.WeakKeyDictionary()
+        # what load_components did for a checkpoint path, until on_model_loaded attaches it to the pipeline
+        self._quantized_at_load: dict[str, QuantizedComponents | str] = {}
         self._calibration: CalibrationStore | None = None
 
     @property
@@ -122,6 +128,28 @@ class ExecutionSetup:
                               installed=installed_backends(), precision=precision, quantized=quantized,
                               free_memory=system_memory().free)
 
+    def load_components(self, info: CheckpointInfo) -> dict[str, Any]:
+        """The manager's loading hook: the denoiser of a diffusers folder loaded quantized by diffusers (or read
+        from the quantization cache) when the ``quantization`` option is set; nothing otherwise. A failure is
+        recorded for :meth:`on_model_loaded` and the model loads unquantized."""
+        key = str(info.path)
+        self._quantized_at_load.pop(key, None)
+        method = self.options.quantization
+        if method == "none":
+            return {}
+        device = self._device()
+        try:
+            components, applied = load_quantized_components(
+                info.path, method, dtype=device.dtype, device=device.device, model_hash=info.sha256,
+                cache_dir=self.settings.data_paths.cache_dir)
+        except Exception as exc:
+            self._quantized_at_load[key] = f"quantization {method}: {exc}"
+            log.exception("quantization %s failed; loading unquantized", method)
+            return {}
+        if components:
+            self._quantized_at_load[key] = applied
+        return components
+
     def on_model_loaded(self, loaded: Any) -> None:
         pipe = loaded.pipe
         if pipe in self.applied:  # a model coming back from the RAM cache keeps what it had
@@ -132,9 +160,13 @@ class ExecutionSetup:
         device = self._device()
         record = AppliedExecution(backend="torch")
         self.applied[pipe] = record
-        if options.quantization != "none":
-            from modules.quantization.apply import quantize_components
-
+        at_load = self._quantized_at_load.pop(str(loaded.info.path), None)
+        if isinstance(at_load, str):
+            record.errors.append(at_load)
+        elif at_load is not None:
+            at_load.pipe = pipe
+            record.quantization = at_load
+        elif options.quantization != "none":  # what diffusers could not load quantized: by hand, after load
             try:
                 record.quantization = quantize_components(loaded, options.quantization, keep_original=False,
                                                           cache_dir=self.settings.data_paths.cache_dir)

@@ -3,15 +3,15 @@
 diffusers (``diffusers.quantizers``), transformers (``transformers.quantizers``) and peft (its LoRA layers for
 quantized models) import bitsandbytes and torchao as soon as their model classes load, merely because the
 packages are installed. Measured on this project's CPU after ``import torch``: bitsandbytes costs 3.0 s and
-120 MiB of resident memory, torchao 2.3 s and 84 MiB, on every start, for features Easel does not use (the
-libraries' loaders for checkpoints *saved* pre-quantized). Easel's own ``quantization`` option
-(:mod:`modules.quantization.methods`) imports them itself, on first use.
+120 MiB of resident memory, torchao 2.3 s and 84 MiB, on every start. Start-up hides only the ones the
+``quantization`` option does not use: diffusers' own quantizer for a method needs its library seen by that probe
+(:func:`modules.quantization.methods.probe_packages`).
 
 :func:`hide_from_library_probes` puts ``None`` into ``sys.modules`` for those names while the libraries load:
 Python's documented way to make ``importlib.util.find_spec`` answer "absent" and ``import`` fail, which every
 one of those probes respects. :func:`release` removes the marker again (the quantization methods call it before
-they import the package), so the package stays fully usable by Easel; the libraries keep the "absent" answer they
-read at their import.
+they import the package), so the package stays usable by Easel's own code; the libraries keep the "absent" answer
+they read at their import, so a method chosen after start-up is quantized by hand until the next start.
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ class Options(StrictInput):
     token_merging_ratio: float = Field(
         0.0, ge=0.0, le=0.9, title="Token merging ratio (0 = off)", json_schema_extra={"section": "Memory"})
     quantization: QuantizationName = Field(
-        "none", title="Weight quantization of UNet/transformer and text encoders",
+        "none", title="Weight quantization of the UNet/transformer (applied when a model loads)",
         json_schema_extra={"section": "Memory"})
     # Extensions and UI
     disabled_extensions: list[str] = Field(default_factory=list, json_schema_extra={"section": "Extensions"})

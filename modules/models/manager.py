@@ -57,6 +57,7 @@ class ModelManager:
         self._current: LoadedModel | None = None
         self._cpu_cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._on_loaded: list[Callable[[LoadedModel], None]] = []
+        self._on_loading: list[Callable[[CheckpointInfo], dict[str, Any]]] = []
         self._last_info: CheckpointInfo | None = None
         self.loading: str | None = None
         self.last_error: str | None = None
@@ -68,6 +69,12 @@ class ModelManager:
 
     def on_model_loaded(self, callback: Callable[[LoadedModel], None]) -> None:
         self._on_loaded.append(callback)
+
+    def on_model_loading(self, callback: Callable[[CheckpointInfo], dict[str, Any]]) -> None:
+        """``callback(info)`` runs before a checkpoint is read from disk and returns components already built for
+        it (e.g. a UNet loaded quantized); the pipeline is then loaded around them, so the replaced components'
+        original weights are never loaded. Not called for a model coming back from the RAM cache."""
+        self._on_loading.append(callback)
 
     def no_model_message(self) -> str:
         return (f"no model found: put a diffusers folder or a .safetensors checkpoint in {self.catalog.folder} "
@@ -114,19 +121,27 @@ class ModelManager:
         try:
             previous = self._current
             self._current = None
+            # taken out before the previous model is retired, whose trim would otherwise evict it
+            cached = self._cpu_cache.pop(str(info.path), None)
             if previous is not None:
                 self._retire(previous, park_previous)
-            cached = self._cpu_cache.pop(str(info.path), None)
             if cached is not None:
                 cached.pipe.to(self.device.device)
                 loaded = cached
             else:
                 started = time.perf_counter()
                 family = families.detect(info.path, allow_pickle=self.allow_pickle)
-                pipe = family.load(info.path, torch_dtype=self.device.dtype, allow_pickle=self.allow_pickle)
+                self.catalog.ensure_hash(info)  # before the loading hooks: caches of derived weights key on it
+                components: dict[str, Any] = {}
+                for hook in self._on_loading:
+                    try:
+                        components.update(hook(info))
+                    except Exception:  # a hook must not break model loading: the component loads as usual
+                        log.exception("on_model_loading callback %r failed", hook)
+                pipe = family.load(info.path, torch_dtype=self.device.dtype, allow_pickle=self.allow_pickle,
+                                   **components)
                 pipe.to(self.device.device)
                 pipe.set_progress_bar_config(disable=True)
-                self.catalog.ensure_hash(info)
                 info.family = family.name
                 loaded = LoadedModel(info, pipe, family, family.default_size_for(info.path),
                                      time.perf_counter() - started)

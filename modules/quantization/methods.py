@@ -1,9 +1,14 @@
-"""Weight quantization methods behind one protocol: ``quantize(module) -> module`` plus a size report.
+"""Weight quantization methods behind one protocol: the diffusers quantization config each method maps to, plus a
+hand-written ``quantize(module) -> module`` for the cases diffusers has no path for, plus a size report.
 
-Every method quantizes a *copy* of the component (the caller decides whether to keep the original for an exact
-undo, or to drop it to actually save memory; see :mod:`modules.quantization.apply`). Linear layers are what
-these libraries quantize; convolutions stay in the original precision, which is why an SD UNet shrinks less
-than 4x with int8.
+The normal path is diffusers' own load-time quantizer: :meth:`QuantizationMethod.diffusers_config` is what the
+component's ``from_pretrained(..., quantization_config=...)`` receives (see :mod:`modules.quantization.apply`).
+:meth:`QuantizationMethod.quantize` swaps layers by hand on a *copy* of an already loaded component; it is kept
+only where diffusers cannot load the component quantized: a single-file checkpoint (no component folder to load
+from, and diffusers' single-file loader does not quantize), bitsandbytes on a CPU-only device (diffusers'
+bitsandbytes quantizer refuses to run without a GPU, while bitsandbytes itself has CPU kernels), and a library
+diffusers did not see when it was imported. Linear layers are what these libraries quantize; convolutions stay in
+the original precision, which is why an SD UNet shrinks less than 4x with int8.
 """
 
 from __future__ import annotations
@@ -69,14 +74,49 @@ def size_of(module: torch.nn.Module) -> SizeReport:
 class QuantizationMethod(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
-    serializable: ClassVar[bool] = False
+    package: ClassVar[str]  # the import name of the library that quantizes
+    pip_name: ClassVar[str]
+    # diffusers saves the quantized component as safetensors and loads it back quantized (Easel's cache)
+    cacheable: ClassVar[bool] = False
+
+    def is_available(self) -> tuple[bool, str]:
+        import importlib.util
+
+        from modules.core.lazy_imports import release
+
+        release(self.package.split(".")[0])  # kept from the libraries' start-up probes, not from Easel
+        if importlib.util.find_spec(self.package.split(".")[0]) is None:
+            return False, f"the {self.pip_name} package is not installed (pip install {self.pip_name})"
+        return True, f"{self.pip_name} is installed"
 
     @abstractmethod
-    def is_available(self) -> tuple[bool, str]: ...
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        """The diffusers quantization config (``BitsAndBytesConfig``, ``QuantoConfig``, ``TorchAoConfig``)."""
+
+    def diffusers_refusal(self, device: torch.device) -> str | None:
+        """Why diffusers' quantizer for this method cannot load a component onto ``device``; None when it can.
+
+        diffusers reads which quantization libraries exist once, when it is imported. Easel's start-up keeps
+        bitsandbytes and torchao out of that probe unless the ``quantization`` option needs one of them
+        (:func:`probe_packages`, :mod:`modules.core.lazy_imports`); a method switched to later finds diffusers
+        blind to its library until Easel restarts."""
+        import diffusers.utils
+
+        probe = _DIFFUSERS_PROBES[self.package]
+        if not getattr(diffusers.utils, probe)():
+            return (f"diffusers did not see {self.pip_name} when it was imported (Easel's start-up keeps it out "
+                    "unless the quantization option uses it); restart Easel with this quantization set")
+        return None
+
+    def load_kwargs(self, device: torch.device) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments (bitsandbytes places the weights while it quantizes them)."""
+        return {}
 
     @abstractmethod
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
-        """A quantized copy of ``module`` (``module`` itself is left untouched)."""
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
+        """``module`` quantized by hand, only for what diffusers cannot load quantized (see the module
+        docstring): a quantized copy (``module`` left untouched), or with ``in_place`` ``module`` itself, which
+        spares holding the unquantized and the quantized weights at once when the original is not kept."""
 
     def require_available(self) -> None:
         available, reason = self.is_available()
@@ -103,15 +143,17 @@ def get_method(name: str) -> QuantizationMethod:
         raise UnsupportedError(f"unknown quantization {name!r}; known: {', '.join(sorted(METHODS))}") from None
 
 
-def _module_available(name: str, pip_name: str) -> tuple[bool, str]:
-    import importlib.util
+# The diffusers.utils function that answers whether diffusers saw each library when it was imported.
+_DIFFUSERS_PROBES: dict[str, str] = {"bitsandbytes": "is_bitsandbytes_available",
+                                     "optimum.quanto": "is_optimum_quanto_available",
+                                     "torchao": "is_torchao_available"}
 
-    from modules.core.lazy_imports import release
 
-    release(name.split(".")[0])  # kept from the libraries' start-up probes, not from Easel
-    if importlib.util.find_spec(name.split(".")[0]) is None:
-        return False, f"the {pip_name} package is not installed (pip install {pip_name})"
-    return True, f"{pip_name} is installed"
+def probe_packages(method_name: str) -> tuple[str, ...]:
+    """The packages diffusers must see at its import for ``method_name`` to load through it (none for "none")."""
+    if method_name == "none" or method_name not in METHODS:
+        return ()
+    return (METHODS[method_name].package.split(".")[0],)
 
 
 def _linear_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
@@ -124,23 +166,40 @@ def _linear_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, 
 
 
 class BitsAndBytes(QuantizationMethod):
-    """bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (nf4, fp4); its CPU path runs here too."""
+    """bitsandbytes ``Linear8bitLt`` / ``Linear4bit`` (nf4, fp4) through diffusers' ``BitsAndBytesConfig`` on a
+    GPU. On a CPU device diffusers' bitsandbytes quantizer refuses ("No GPU found"), so :meth:`quantize` builds
+    the same bitsandbytes layers by hand there, whose CPU kernels run them."""
 
-    serializable = False  # bnb 4-bit state round-trips only through transformers/diffusers loaders
+    cacheable = True  # diffusers serialises bitsandbytes int8 and 4-bit weights as safetensors
+    package = "bitsandbytes"
+    pip_name = "bitsandbytes"
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.name = f"bnb-{kind}"  # type: ignore[misc]
         self.description = f"bitsandbytes {kind} weights (Linear layers)"  # type: ignore[misc]
 
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("bitsandbytes", "bitsandbytes")
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import BitsAndBytesConfig
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.kind == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.kind,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+
+    def diffusers_refusal(self, device: torch.device) -> str | None:
+        if device.type not in ("cuda", "xpu"):
+            return f"diffusers' bitsandbytes quantizer needs a GPU and the device is {device.type}"
+        return super().diffusers_refusal(device)
+
+    def load_kwargs(self, device: torch.device) -> dict[str, Any]:
+        return {"device_map": {"": str(device)}}
+
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         import bitsandbytes as bnb
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         device = next(quantized.parameters()).device
         compute_dtype = next(quantized.parameters()).dtype
         for parent, name, linear in _linear_layers(quantized):
@@ -160,75 +219,58 @@ class BitsAndBytes(QuantizationMethod):
 
 
 class Quanto(QuantizationMethod):
-    """optimum-quanto weight quantization (qint8, qint4, qfloat8); serialisable via its quantization map."""
+    """optimum-quanto weight quantization (qint8, qint4, qfloat8) through diffusers' ``QuantoConfig``."""
 
-    serializable = True
+    cacheable = True
+    package = "optimum.quanto"
+    pip_name = "optimum-quanto"
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.name = f"quanto-{kind}"  # type: ignore[misc]
         self.description = f"optimum-quanto {kind} weights"  # type: ignore[misc]
 
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("optimum.quanto", "optimum-quanto")
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import QuantoConfig
+
+        return QuantoConfig(weights_dtype=self.kind)
 
     def _weights(self) -> Any:
         from optimum import quanto
 
         return {"int8": quanto.qint8, "int4": quanto.qint4, "float8": quanto.qfloat8}[self.kind]
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         from optimum.quanto import freeze, quantize
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         quantize(quantized, weights=self._weights())
         freeze(quantized)
         return quantized
 
-    def save(self, module: torch.nn.Module, folder: Any) -> None:
-        import json
-        from pathlib import Path
-
-        from optimum.quanto import quantization_map
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {key: value.contiguous() for key, value in module.state_dict().items()}
-        save_file(state, str(folder / "weights.safetensors"))
-        (folder / "quantization_map.json").write_text(json.dumps(quantization_map(module)), encoding="utf-8")
-
-    def load(self, module: torch.nn.Module, folder: Any) -> torch.nn.Module:
-        """Rebuild the quantized module from the cache onto a copy of the unquantized ``module``'s layout."""
-        import json
-        from pathlib import Path
-
-        from optimum.quanto import requantize
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        state = load_file(str(folder / "weights.safetensors"))
-        qmap = json.loads((folder / "quantization_map.json").read_text(encoding="utf-8"))
-        target = copy.deepcopy(module)
-        requantize(target, state, qmap, device=next(module.parameters()).device)
-        return target
-
 
 class TorchAoInt8(QuantizationMethod):
-    """torchao int8 weight-only (``Int8WeightOnlyConfig``); torchao tensors pickle with ``torch.save`` only."""
+    """torchao int8 weight-only (``Int8WeightOnlyConfig``) through diffusers' ``TorchAoConfig``. Not cached:
+    diffusers serialises torchao tensors only as a pickle, which Easel does not load, and quantizing at load
+    takes about as long as reading the weights."""
 
     name = "torchao-int8"
     description = "torchao int8 weight-only"
+    package = "torchao"
+    pip_name = "torchao"
 
-    def is_available(self) -> tuple[bool, str]:
-        return _module_available("torchao", "torchao")
+    def diffusers_config(self, compute_dtype: torch.dtype) -> Any:
+        from diffusers import TorchAoConfig
+        from torchao.quantization import Int8WeightOnlyConfig
 
-    def quantize(self, module: torch.nn.Module) -> torch.nn.Module:
+        return TorchAoConfig(Int8WeightOnlyConfig())
+
+    def quantize(self, module: torch.nn.Module, *, in_place: bool = False) -> torch.nn.Module:
         self.require_available()
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-        quantized = copy.deepcopy(module)
+        quantized = module if in_place else copy.deepcopy(module)
         quantize_(quantized, Int8WeightOnlyConfig())
         return quantized
 

@@ -195,7 +195,11 @@ def test_calibration_picks_the_fastest_measured_route_and_the_export_joins_in_th
         real_decide = policy.decide
         monkeypatch.setattr(policy, "decide", lambda *args: calls.append(real_decide(*args).run) or real_decide(*args))
         again, _ = _generate(restarted)
-        assert calls and all(run == [fastest] for run in calls[:-1]), calls  # the UNet calls: no calibration
+        # the UNet calls: no calibration (one route a call, never the reference beside another), on the fastest
+        # route; the policy's one allowed exception is a single retry of a close second that was timed only once
+        unet_calls = calls[:-1]
+        assert unet_calls and all(len(run) == 1 for run in unet_calls), calls
+        assert sum(run != [fastest] for run in unet_calls) <= 1, calls
         assert _max_diff(again, after) <= PIXEL_TOLERANCE
     finally:
         record2.remove(loaded2.pipe)

@@ -1,4 +1,4 @@
-"""CUDA paths: PyTorch fp16 + SDPA against plain diffusers fp16, TensorRT against PyTorch, bitsandbytes nf4 memory.
+"""CUDA paths: PyTorch fp16 + SDPA against plain diffusers fp16, TensorRT against PyTorch, bitsandbytes via diffusers.
 
 All marked ``gpu`` and skipped where PyTorch sees no CUDA device; the CPU-side guarantees (TensorRT refusing before
 any export, fp16 refused by ONNX Runtime's CPU provider) are in test_backends.py."""
@@ -53,13 +53,29 @@ def test_tensorrt_engine_matches_pytorch(on_cuda, generate, tmp_path: Path) -> N
         backend.restore(on_cuda)
 
 
-def test_bitsandbytes_nf4_shrinks_the_unet_on_cuda(on_cuda) -> None:  # type: ignore[no-untyped-def]
-    from modules.quantization.methods import get_method, size_of
+@pytest.mark.parametrize("method", ["bnb-int8", "bnb-nf4"])
+def test_bitsandbytes_loads_through_diffusers_on_cuda(on_cuda, generate, method: str) -> None:  # type: ignore[no-untyped-def]
+    """On a GPU diffusers' bitsandbytes quantizer runs (on a CPU it refuses and Easel builds the layers by hand):
+    the UNet is reloaded through it, shrinks, stays near the fp16 image, and the kept original goes back exactly."""
+    from modules.quantization.apply import ROUTE_DIFFUSERS, quantize_components
+    from modules.quantization.methods import get_method
 
-    method = get_method("bnb-nf4")
-    available, reason = method.is_available()
+    available, reason = get_method(method).is_available()
     if not available:
         pytest.skip(reason)
+    reference = generate(on_cuda)
     unet = on_cuda.pipe.unet
-    quantized = method.quantize(unet)
-    assert size_of(quantized).bytes < size_of(unet).bytes
+    applied = quantize_components(on_cuda, method, keep_original=True)
+    try:
+        assert applied.routes == {"unet": ROUTE_DIFFUSERS}, applied.routes
+        quantized = on_cuda.pipe.unet
+        assert quantized.hf_quantizer is not None and quantized.device.type == "cuda"
+        assert quantized.config.quantization_config.quant_method.value == "bitsandbytes"
+        before, after = applied.sizes["unet"]
+        assert after.quantized_layers > 0 and after.bytes < before.bytes, applied.describe()
+        diff = np.abs(generate(on_cuda).astype(np.int16) - reference.astype(np.int16))
+        largest, mean = (3, 0.5) if method == "bnb-int8" else (16, 3.0)
+        assert diff.max() <= largest and diff.mean() <= mean, f"{method}: max {diff.max()}, mean {diff.mean():.2f}"
+    finally:
+        applied.remove()
+    assert on_cuda.pipe.unet is unet and _max_diff(generate(on_cuda), reference) <= 1

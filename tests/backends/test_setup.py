@@ -38,6 +38,7 @@ def _services(tiny_models_dir: Path, tmp_path: Path, options: Options) -> Any:
 def install(services: Any) -> ExecutionSetup:
     """The composition root's wiring of the execution setup (webui.wire_processing_core, step 3)."""
     setup = ExecutionSetup(services.settings, services.device)
+    services.manager.on_model_loading(setup.load_components)
     services.manager.on_model_loaded(setup.on_model_loaded)
     services.generation.processor.prompt_preprocessors.append(setup.infotext_preprocessor)
     return setup
@@ -71,6 +72,22 @@ def test_install_applies_backend_on_load_and_names_it(tiny_models_dir: Path, tmp
         assert run.extra_generation_params == {"Backend": "onnxruntime"}
     finally:
         restore_components(loaded.pipe)
+
+
+def test_quantization_option_quantizes_at_load_and_names_it(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """The ``quantization`` option through the service path: the manager's loading hook has diffusers load the UNet
+    quantized, and the image's infotext names the method (a run on another model would not)."""
+    services = _services(tiny_models_dir, tmp_path, Options(quantization="quanto-int8"))
+    setup = install(services)
+    loaded = services.manager.ensure_loaded("tiny-sd")
+    record = setup.applied[loaded.pipe]
+    assert record.errors == [] and record.quantization is not None
+    assert record.quantization.routes == {"unet": "diffusers"} and loaded.pipe.unet.hf_quantizer is not None
+    assert "Quantization: quanto-int8" in _infotext(services)
+    plain = _services(tiny_models_dir, tmp_path / "plain", Options())
+    install(plain)
+    plain.manager.ensure_loaded("tiny-sd")
+    assert "Quantization:" not in _infotext(plain)
 
 
 def test_auto_keeps_a_small_model_on_plain_torch(tiny_models_dir: Path, tmp_path: Path) -> None:

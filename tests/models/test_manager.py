@@ -10,12 +10,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from modules.core.errors import NotFoundError, NoModelError
+from modules.core.errors import NoModelError, NotFoundError
 from modules.devices import select_device
 from modules.models.catalog import CheckpointCatalog, HashCache
 from modules.models.manager import ModelManager
-
-from tests.conftest import build_tiny_sd  # noqa: I001
+from tests.conftest import build_tiny_sd
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +96,33 @@ def test_unload_and_reload(two_models: Path, tmp_path: Path) -> None:
     manager.unload()
     assert manager.current is None
     assert manager.reload().info.name == "beta"
+
+
+def test_loading_hooks_supply_components_and_cannot_break_a_load(two_models: Path, tmp_path: Path) -> None:
+    """What a loading hook returns is built into the pipeline (its weights are not read from the folder); a hook
+    that raises is logged and the model loads as usual; a model coming back from the RAM cache skips the hooks."""
+    from diffusers import UNet2DConditionModel
+
+    seen: list[tuple[str, str | None]] = []
+    supplied = UNet2DConditionModel.from_pretrained(str(two_models / "beta"), subfolder="unet")
+
+    def supply(info):  # type: ignore[no-untyped-def]
+        seen.append((info.name, info.sha256))
+        return {"unet": supplied} if info.name == "alpha" else {}
+
+    def broken(info):  # type: ignore[no-untyped-def]
+        raise RuntimeError("hook failed")
+
+    catalog = CheckpointCatalog(two_models, HashCache(tmp_path / "hashes.json"))
+    catalog.refresh()
+    manager = ModelManager(catalog, select_device(use_cpu=True, device_id=None, precision="full", no_half=True),
+                           cache_size=lambda: 1)
+    manager.on_model_loading(broken)
+    manager.on_model_loading(supply)
+    alpha = manager.ensure_loaded("alpha")
+    assert alpha.pipe.unet is supplied
+    beta = manager.ensure_loaded("beta")
+    assert beta.pipe.unet is not supplied and type(beta.pipe.unet) is UNet2DConditionModel
+    assert manager.ensure_loaded("alpha") is alpha  # from the RAM cache (of one: beta's retiring keeps it)
+    assert [name for name, _ in seen] == ["alpha", "beta"]
+    assert all(digest is not None and len(digest) == 64 for _, digest in seen), "hashed before the hooks run"
