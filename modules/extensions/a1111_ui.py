@@ -46,6 +46,13 @@ def publish_paste_fields(tabname: str, fields: list[tuple[Any, str, str]], init_
     return pasted
 
 
+def parse_generation_parameters(text: str) -> dict[str, Any]:
+    """An infotext parsed as A1111's paste sees it (after the ``infotext_pasted`` callbacks)."""
+    from modules import infotext_utils
+
+    return infotext_utils.parse_generation_parameters(text)
+
+
 def reset_paste_bindings() -> None:
     """Forget the paste fields and "send to" bindings of a previous build (A1111 does this as its UI starts)."""
     from modules import infotext_utils

@@ -72,6 +72,7 @@ class GenerationTab:
 
     def paste_targets(self) -> list[Any]:
         targets = [*self.fields.values(), self.ui["override_settings_text"]]
+        targets.extend(component for component, _key in self.scripts.infotext_fields if component not in targets)
         if self.quick is not None:
             targets.extend(self.quick.components.values())
         return targets
@@ -95,7 +96,41 @@ class GenerationTab:
                 if widget_value is not None:
                     updates[self.quick.components[key]] = widget_value
         updates[self.ui["override_settings_text"]] = json.dumps(pasted.overrides) if pasted.overrides else ""
+        if self.scripts.infotext_fields:
+            updates.update(script_paste_values(self.scripts.infotext_fields, text))
         return updates
+
+
+def script_paste_values(infotext_fields: list[tuple[Any, Any]], text: str) -> dict[Any, Any]:
+    """A1111's paste into script controls: each ``(component, key)`` takes ``params[key]`` (or ``key(params)``
+    when it is a function) converted to the type of the component's value; a missing key leaves it unchanged."""
+    from modules.extensions.a1111_ui import parse_generation_parameters
+
+    params = parse_generation_parameters(text)
+    updates: dict[Any, Any] = {}
+    for component, key in infotext_fields:
+        try:
+            value = key(params) if callable(key) else params.get(key)
+        except Exception as exc:
+            log.warning("a script's infotext field %r failed on paste: %s", key, exc)
+            continue
+        if value is None:
+            continue
+        if isinstance(value, dict) and value.get("__type__") == "update":
+            updates[component] = value
+            continue
+        current = getattr(component, "value", None)
+        try:
+            if isinstance(current, bool):
+                value = value if isinstance(value, bool) else str(value).strip() not in ("False", "false", "")
+            elif isinstance(current, (int, float)):
+                value = float(value)
+            elif isinstance(current, str):
+                value = str(value)
+        except (TypeError, ValueError):
+            continue
+        updates[component] = value
+    return updates
 
 
 def _tool_button(label: str, elem_id: str) -> gr.Button:

@@ -57,6 +57,8 @@ class ScriptSection:
     selectable: dict[str, list[Any]] = field(default_factory=dict)
     alwayson: dict[str, list[Any]] = field(default_factory=dict)
     groups: dict[str, Any] = field(default_factory=dict)
+    infotext_fields: list[tuple[Any, Any]] = field(default_factory=list)
+    """The scripts' ``infotext_fields``: ``(component, infotext key or function of the parsed infotext)``."""
 
     @property
     def components(self) -> list[Any]:
@@ -113,6 +115,10 @@ def build_script_section(ctx: UiContext, is_img2img: bool, tab: str) -> ScriptSe
 
         section.dropdown.change(show_selected, section.dropdown, list(groups.values()), queue=False,
                                 show_progress="hidden")
+    for script in scripts:  # set by ui(): A1111 pastes an infotext into these controls too
+        for entry in getattr(script, "infotext_fields", None) or []:
+            if isinstance(entry, (tuple, list)) and len(entry) >= 2 and getattr(entry[0], "_id", None) is not None:
+                section.infotext_fields.append((entry[0], entry[1]))
     return section
 
 

@@ -189,14 +189,19 @@ def test_extension_reaches_page_parts_as_in_a1111(extension_server: RunningServe
         assert page.locator("#img2img_neg_prompt textarea").input_value() == "not sunset"
 
         # "send to" buttons registered as ParamBindings: infotext pasted into the tab's fields, image carried over
-        page.locator("#fixture_infotext textarea").fill("a lighthouse\nNegative prompt: fog\n"
-                                                        "Steps: 7, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x96")
+        page.locator("#fixture_infotext textarea").fill(
+            "a lighthouse\nNegative prompt: fog\nSteps: 7, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x96, "
+            "Fixture enabled: True, Fixture size: 2, Fixture choice: b")
         page.locator("#txt2img_tab").click()
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value === 'a lighthouse'")
         assert page.locator("#tab_txt2img").is_visible()
         assert page.locator("#txt2img_neg_prompt textarea").input_value() == "fog"
         assert page.locator("#txt2img_steps input[type=number]").input_value() == "7"
         assert page.locator("#txt2img_height input[type=number]").input_value() == "96"
+        # the script's infotext_fields took their values too (its choice's change event ran)
+        assert page.locator("#fixture_enabled_txt2img input[type=checkbox]").is_checked()
+        assert page.locator("#txt2img_script_fixture_ui input[type=number]").first.input_value() == "2"
+        page.wait_for_function("document.querySelector('#fixture_echo_txt2img textarea').value === 'picked b'")
         page.get_by_role("tab", name="Fixture Paste").click()
         page.locator("#img2img_tab").click()
         page.wait_for_function("document.querySelector('#img2img_prompt textarea').value === 'a lighthouse'")

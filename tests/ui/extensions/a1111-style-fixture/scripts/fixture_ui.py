@@ -72,4 +72,7 @@ class FixtureScript(scripts.Script):
                           outputs=[echo])
             gr.HTML(f"seen: {', '.join(SEEN_GLOBALLY)} | script: {', '.join(self.seen)}",
                     elem_id=f"fixture_seen_{self.tabname}")
+        # a pasted infotext sets these controls (A1111's paste of script fields)
+        self.infotext_fields = [(enabled, "Fixture enabled"), (size, "Fixture size"),
+                                (choice, lambda params: params.get("Fixture choice"))]
         return [enabled, size]
