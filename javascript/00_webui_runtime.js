@@ -12,7 +12,7 @@
 
 var opts = {};
 var titles = {};
-var localization = window.localization || {};
+var localization = window.localization || {};  // set in the page head before this script runs
 var uiCurrentTab = null;
 // A1111's handles on the output galleries' elements (#txt2img_gallery, #img2img_gallery), set once the UI exists
 var txt2img_gallery;
@@ -233,10 +233,53 @@ function easelAnnounceOptions() {
 if (window.__easel_options) easelSetOptions(window.__easel_options);
 
 // Hover hints: titles[label] becomes the element's tooltip (extensions add their own entries to `titles`).
+// Localization (the `localization` setting; window.localization is written into the page head): texts, input
+// placeholders and hover titles whose whole text has a translation are shown translated. What users type and
+// what the server writes (prompts, infotexts, HTML of extensions' results) is left alone.
+var easelNoTranslate = "textarea, script, style, [contenteditable], .easel-infotext, " +
+  "#txt2img_gallery, #img2img_gallery, #extras_gallery";
+
+function easelHasTranslations() {
+  for (const key in localization) { if (Object.prototype.hasOwnProperty.call(localization, key)) return true; }
+  return false;
+}
+
+function easelTranslateText(node) {
+  const parent = node.parentElement;
+  if (!parent || parent.closest(easelNoTranslate)) return;
+  const text = node.nodeValue;
+  const key = text.trim();
+  if (!key || !Object.prototype.hasOwnProperty.call(localization, key)) return;
+  if (parent.childElementCount === 0 && parent.textContent.trim() === key && parent.dataset.easelOriginal === undefined) {
+    parent.dataset.easelOriginal = key;  // hover titles are looked up by the English text
+  }
+  node.nodeValue = text.replace(key, localization[key]);
+}
+
+function easelTranslate(root) {
+  if (!root || !easelHasTranslations()) return;
+  if (root.nodeType === Node.TEXT_NODE) { easelTranslateText(root); return; }
+  if (root.nodeType !== Node.ELEMENT_NODE) return;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  texts.forEach(easelTranslateText);
+  const elements = [root, ...root.querySelectorAll("[placeholder], [title]")];
+  elements.forEach(function (el) {
+    if (!el.closest || el.closest("script, style")) return;
+    ["placeholder", "title"].forEach(function (attr) {
+      const value = el.getAttribute && el.getAttribute(attr);
+      if (value && Object.prototype.hasOwnProperty.call(localization, value.trim())) {
+        el.setAttribute(attr, localization[value.trim()]);
+      }
+    });
+  });
+}
+
 function easelApplyTitles(root) {
   root.querySelectorAll("span, button, select, p, label > span").forEach(function (el) {
     if (el.title && el.dataset.easelTitle === undefined) return;
-    const text = (el.textContent || "").trim();
+    const text = el.dataset.easelOriginal !== undefined ? el.dataset.easelOriginal : (el.textContent || "").trim();
     const tip = titles[text] || (el.value !== undefined && titles[el.value]);
     if (tip) {
       const translated = localization[tip] || tip;
@@ -408,6 +451,9 @@ function easelCheckLoaded() {
 }
 
 function easelOnMutation(mutations) {
+  if (easelHasTranslations()) {
+    mutations.forEach(function (mutation) { mutation.addedNodes.forEach(easelTranslate); });
+  }
   easelCheckLoaded();
   executeCallbacks(uiUpdateCallbacks, mutations);
   if (easelRuntime.afterUpdateTimer) clearTimeout(easelRuntime.afterUpdateTimer);
@@ -416,6 +462,7 @@ function easelOnMutation(mutations) {
 }
 
 document.addEventListener("DOMContentLoaded", function () {
+  easelTranslate(document.body);
   easelRuntime.observer = new MutationObserver(easelOnMutation);
   easelRuntime.observer.observe(gradioApp(), { childList: true, subtree: true });
 });

@@ -257,6 +257,9 @@ class Options(StrictInput):
     quicksettings_list: list[str] = Field(
         default_factory=lambda: ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
         json_schema_extra={"section": "User interface"})
+    localization: str = Field(
+        "None", title="Localization (a localizations/*.json file of Easel or an extension; applies on page reload)",
+        json_schema_extra={"section": "User interface"})
     # Jobs
     job_retention_count: int = Field(200, ge=1, json_schema_extra={"section": "Jobs"})
     worker_fairness_seconds: float = Field(

@@ -62,6 +62,7 @@ def build_blocks(services: Services) -> Any:
     from modules.ui.generation import build_generation_tab, selected_file
     from modules.ui.history import build_history_tab
     from modules.ui.models_tab import build_models_tab
+    from modules.ui.page import find_localizations
     from modules.ui.pnginfo import build_pnginfo_tab
     from modules.ui.quicksettings import build_quicksettings
     from modules.ui.settings_page import build_settings_page
@@ -98,7 +99,8 @@ def build_blocks(services: Services) -> Any:
                 render_extension_tab(gr, ext_tab)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 extension_names = [p.name for p in installed_extensions(ctx.extensions_root())]
-                settings_page = build_settings_page(ctx, extension_names)
+                settings_page = build_settings_page(ctx, extension_names,
+                                                    sorted(find_localizations(extension_folders(services))))
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(ctx)
 

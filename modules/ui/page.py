@@ -41,6 +41,31 @@ class PageAssets:
     scripts: list[ClientFile] = field(default_factory=list)
     modules: list[Path] = field(default_factory=list)  # *.mjs, loaded through /file=
     stylesheets: list[ClientFile] = field(default_factory=list)
+    localizations: dict[str, Path] = field(default_factory=dict)  # name (file stem) -> localizations/<name>.json
+    _translations: dict[str, tuple[float, str]] = field(default_factory=dict)  # name -> (mtime, JSON text)
+
+    def translations_json(self, name: str | None) -> str:
+        """The chosen localization's ``{"English text": "translation"}`` as JSON (``{}`` for "None" or a name
+        that is not installed or not a JSON object); re-read when the file changes."""
+        path = self.localizations.get(name or "")
+        if path is None:
+            return "{}"
+        try:
+            mtime = path.stat().st_mtime
+            cached = self._translations.get(name or "")
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            log.warning("localization %s could not be read: %s", path, exc)
+            return "{}"
+        if not isinstance(data, dict):
+            log.warning("localization %s is not a JSON object; ignored", path)
+            return "{}"
+        text = json.dumps({str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float))},
+                          ensure_ascii=False)
+        self._translations[name or ""] = (mtime, text)
+        return text
 
 
 def _read(path: Path, base: Path) -> ClientFile | None:
@@ -50,6 +75,18 @@ def _read(path: Path, base: Path) -> ClientFile | None:
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("client file %s could not be read: %s", path, exc)
         return None
+
+
+def find_localizations(extension_dirs: Iterable[Path]) -> dict[str, Path]:
+    """A1111's ``localizations/*.json``: Easel's own, then each enabled extension's (a later one wins a name)."""
+    found: dict[str, Path] = {}
+    for folder in [JAVASCRIPT_DIR.parent, *extension_dirs]:
+        loc_dir = folder / "localizations"
+        if loc_dir.is_dir():
+            for path in sorted(loc_dir.glob("*.json")):
+                if path.is_file():
+                    found[path.stem] = path
+    return found
 
 
 def collect_assets(extension_dirs: Iterable[Path], data_dir: Path | None = None) -> PageAssets:
@@ -73,6 +110,7 @@ def collect_assets(extension_dirs: Iterable[Path], data_dir: Path | None = None)
             css = _read(folder / "style.css", base)
             if css is not None:
                 assets.stylesheets.append(css)
+    assets.localizations = find_localizations(extension_dirs)
     if data_dir is not None and (data_dir / "user.css").is_file():
         css = _read(data_dir / "user.css", data_dir)
         if css is not None:
@@ -91,8 +129,14 @@ def options_script(options: dict[str, Any]) -> str:
     return f"<script>window.__easel_options = {data};</script>"
 
 
+def localization_script(assets: PageAssets, name: Any) -> str:
+    """``window.localization``, as A1111 sets it before any client script runs (``</`` escaped for the tag)."""
+    data = assets.translations_json(str(name) if name else None).replace("</", "<\\/")
+    return f"<script>window.localization = {data};</script>"
+
+
 def head_html(assets: PageAssets, options: dict[str, Any]) -> str:
-    parts = [options_script(options)]
+    parts = [options_script(options), localization_script(assets, options.get("localization"))]
     for css in assets.stylesheets:
         text = css.text.replace("</style", "<\\/style")
         parts.append(f'<style data-easel-source="{html.escape(css.label)}">\n{text}\n</style>')

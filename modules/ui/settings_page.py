@@ -58,11 +58,13 @@ def _component(widget: OptionWidget, value: Any, choices: list[str] | None) -> A
     return gr.Textbox("" if value is None else str(value), label=widget.label, elem_id=elem_id)
 
 
-def build_settings_page(ctx: UiContext, extension_names: list[str]) -> SettingsPage:
+def build_settings_page(ctx: UiContext, extension_names: list[str],
+                        localizations: list[str] | None = None) -> SettingsPage:
     page = SettingsPage()
     current = ctx.options.model_dump()
     choices_for = {"quicksettings_list": list(Options.model_fields), "disabled_extensions": extension_names,
-                   "face_restoration_model": ctx.face_restorer_names()}
+                   "face_restoration_model": ctx.face_restorer_names(),
+                   "localization": ["None", *(localizations or [])]}
     with gr.Row():
         page.apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload_btn = gr.Button("Reload from disk values", elem_id="settings_reload", size="sm")

@@ -215,6 +215,43 @@ def test_extension_reaches_page_parts_as_in_a1111(extension_server: RunningServe
         page.close()
 
 
+@pytest.mark.browser
+def test_localization_from_an_extension_translates_the_page(extension_server: RunningServer, browser: Any) -> None:
+    """A localization extension's ``localizations/<name>.json``, chosen with the ``localization`` setting: labels,
+    buttons, placeholders and hover titles are shown translated; what the user types is not."""
+    import httpx
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        head = _get(extension_server, "/").text
+        assert "window.localization = {};" in head  # "None": nothing to translate
+        answer = httpx.post(extension_server.url + "/sdapi/v1/options", json={"localization": "fixture_de"},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        head = _get(extension_server, "/").text
+        translations = json.loads(re.search(r"window.localization = (\{.*?\});</script>", head).group(1))
+        assert translations["Generate"] == "Erzeugen"
+
+        page.goto(extension_server.url + "/")
+        page.wait_for_function("window.easelRuntime && easelRuntime.loaded")
+        assert page.locator("#txt2img_generate").inner_text().strip() == "Erzeugen"
+        assert page.locator("#txt2img_steps").get_by_text("Schritte").count() == 1
+        assert page.locator("#txt2img_prompt textarea").get_attribute("placeholder") == "Eingabe (Strg+Enter erzeugt)"
+        page.wait_for_function("(document.querySelector('#txt2img_steps [data-easel-original]') || {}).title === "
+                               "'Wie oft das Bild verfeinert wird'")
+        page.get_by_role("tab", name="Fixture Paste").click()
+        assert page.locator("#fixture_words").get_by_text("Auslösewörter").count() == 1  # an extension tab's label
+        page.locator("#fixture_words textarea").fill("a lighthouse")  # typed text that has a translation
+        page.wait_for_timeout(500)
+        assert page.locator("#fixture_words textarea").input_value() == "a lighthouse"
+        page.get_by_role("tab", name="Settings").click()
+        assert page.locator("#setting_page_localization").count() == 1  # chosen in Settings, as in A1111
+    finally:
+        httpx.post(extension_server.url + "/sdapi/v1/options", json={"localization": "None"}, timeout=30)
+        page.close()
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
