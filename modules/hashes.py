@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modules.core.hashing import file_sha256, safetensors_body_sha256
 from modules.extensions import compat
 
 
 def calculate_sha256(filename: str) -> str:
-    digest = hashlib.sha256()
-    with open(filename, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(filename)
 
 
 def _cache() -> Any:
@@ -37,11 +33,4 @@ def sha256(filename: str, title: str = "", use_addnet_hash: bool = False) -> str
 
 def addnet_hash_safetensors(b: BinaryIO) -> str:
     """The kohya/additional-networks hash: SHA-256 of a safetensors file without its header."""
-    digest = hashlib.sha256()
-    b.seek(0)
-    header = b.read(8)
-    offset = int.from_bytes(header, "little")
-    b.seek(offset + 8)
-    for chunk in iter(lambda: b.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
+    return safetensors_body_sha256(b)

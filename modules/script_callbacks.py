@@ -18,7 +18,7 @@ from modules.extensions.callbacks import (
     ImageGridLoopParams,
     ImageSaveParams,
 )
-from modules.processing.processor import ExtraNoise as ExtraNoiseParams
+from modules.processing.run import ExtraNoise as ExtraNoiseParams
 
 __all__ = ["AfterCFGCallbackParams", "BeforeTokenCounterParams", "CFGDenoisedParams", "CFGDenoiserParams",
            "ExtraNoiseParams", "ImageGridLoopParams", "ImageSaveParams"]

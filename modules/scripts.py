@@ -18,8 +18,8 @@ from modules.extensions.script_api import (
     Script,
     ScriptBuiltinUI,
 )
-from modules.processing.processor import ImageHolder as PostprocessImageArgs
-from modules.processing.processor import SampledLatents as PostSampleArgs
+from modules.processing.run import ImageHolder as PostprocessImageArgs
+from modules.processing.run import SampledLatents as PostSampleArgs
 
 __all__ = ["AlwaysVisible", "OnComponent", "PostSampleArgs", "PostprocessBatchListArgs", "PostprocessImageArgs",
            "Script", "ScriptBuiltinUI", "ScriptRunner", "basedir"]

@@ -165,7 +165,7 @@ def build_router(services: Services) -> APIRouter:
             params = await generation.prepare(services, params)
         except UserInputError as exc:
             if prefix:
-                raise UserInputError(prefix + exc.field, exc.reason) from exc
+                raise UserInputError(prefix + str(exc.field), exc.reason) from exc
             raise
         job = await generation.submit(services, kind, params, source=SOURCE)
         return {"id": job.id, "status": job.status.value, "position": await asyncio.to_thread(queue.position, job.id)}

@@ -17,6 +17,7 @@ class EaselError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.field: str | None = None  # the request field at fault, where there is one
 
     def to_detail(self) -> dict[str, object]:
         return {"error": self.error_name, "detail": self.message}

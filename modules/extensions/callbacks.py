@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.processing.run import ProcessingHooks
+
 log = logging.getLogger(__name__)
 
 CALLBACK_NAMES = (
@@ -193,7 +195,7 @@ def _calling_file() -> str | None:
     return None
 
 
-class ExtraNoiseCallbacks:
+class ExtraNoiseCallbacks(ProcessingHooks):
     """A processing hook running A1111's ``extra_noise`` callbacks (``img2img_extra_noise`` > 0 only, as A1111);
     a callback may replace ``params.noise``."""
 

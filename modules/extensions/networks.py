@@ -13,7 +13,6 @@ file's sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modules.core.errors import UserInputError
+from modules.core.hashing import file_sha256, safetensors_body_sha256
 
 if TYPE_CHECKING:
     from modules.models.manager import LoadedModel
@@ -48,30 +48,17 @@ class _HashMemo:
         with self._lock:
             found = self._values.get(key)
         if found is None:
-            found = _addnet_hash(path) if kind == "addnet" else _file_hash(path)
+            found = _addnet_hash(path) if kind == "addnet" else file_sha256(path)
             with self._lock:
                 self._values[key] = found
         return found
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _addnet_hash(path: Path) -> str:
     if path.suffix != ".safetensors":
-        return _file_hash(path)
-    digest = hashlib.sha256()
+        return file_sha256(path)
     with path.open("rb") as handle:
-        header_size = int.from_bytes(handle.read(8), "little")
-        handle.seek(8 + header_size)
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return safetensors_body_sha256(handle)
 
 
 def _safetensors_metadata(path: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from modules.extensions.networks import LoraActivation, LoraFile, NetworksService
 from modules.processing.prompt_parser import ExtraNetworkRef, extract_extra_networks
+from modules.processing.run import ProcessingHooks
 from modules.processing.styles import StyleStore
 from modules.processing.wildcards import expand_wildcards
 
@@ -57,7 +58,7 @@ class StylesService:
         return self.reload_if_changed().apply_styles(prompt, negative_prompt, names)
 
 
-class StripExtraNetworks:
+class StripExtraNetworks(ProcessingHooks):
     """``process_batch`` hook: the encoder sees the batch's prompts without ``<kind:...>`` tags."""
 
     def process_batch(self, run: Any, batch_number: int, prompts: list[str], seeds: list[int],

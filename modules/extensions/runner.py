@@ -33,6 +33,7 @@ from modules.extensions.ui_pass import (
     events_undone_on_error,
     standard_fields,
 )
+from modules.processing.run import ProcessingHooks
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ def _slice(args: Sequence[Any], script: Script) -> list[Any]:
     return list(args[start:end])
 
 
-class RunScriptHooks:
+class RunScriptHooks(ProcessingHooks):
     """Processing hooks of one run: A1111's always-on script methods, in A1111's order, each isolated."""
 
     def __init__(self, runner: ScriptRunner) -> None:

@@ -259,7 +259,7 @@ def execute(worker: Worker, job: Job, ctx: JobContext) -> Outcome:
         raised_cancel = True
     except EaselError as exc:
         failure = exc.message
-        failure_info = {"status": exc.status_code, "name": exc.error_name, "field": getattr(exc, "field", None)}
+        failure_info = {"status": exc.status_code, "name": exc.error_name, "field": exc.field}
     except Exception as exc:
         log.exception("job %s (%s) failed with an internal error", job.id, job.kind)
         failure = f"internal error: {type(exc).__name__}; see the server log for job {job.id}"

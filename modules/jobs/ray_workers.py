@@ -147,7 +147,7 @@ class WorkerActor:
             reply = RemoteReply(cancelled=True)
         except EaselError as exc:
             reply = RemoteReply(error=exc.message, error_status=exc.status_code, error_name=exc.error_name,
-                                error_field=getattr(exc, "field", None))
+                                error_field=exc.field)
         except Exception as exc:
             log.exception("job %s failed with an internal error on worker %s", job.id, self.worker_id)
             reply = RemoteReply(error=f"{type(exc).__name__}: {exc}", internal=True)

@@ -8,7 +8,6 @@ its ``model_index.json`` and weight files in a fixed order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from modules.core.atomic import atomic_write_json
 from modules.core.errors import NotFoundError, UserInputError
+from modules.core.hashing import files_sha256
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,7 @@ class HashCache:
         known = self.cached(path)
         if known:
             return known
-        digest = hashlib.sha256()
-        for file in _hashed_files(path):
-            with file.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        value = digest.hexdigest()
+        value = files_sha256(_hashed_files(path))
         with self._lock:
             self._entries[str(path)] = {"stamp": _stamp(path), "sha256": value}
             atomic_write_json(self._file, self._entries)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.core.errors import UserInputError
+from modules.core.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,6 @@ def resolve_vae(setting: str | None, checkpoint: Path | None, vaes: list[VaeFile
         return by_stem[0]
     known = ", ".join([*AUTOMATIC[:1], NONE, *(vae.name for vae in vaes)])
     raise UserInputError(field, f"unknown VAE {setting!r}; available: {known} (files in models/VAE)")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class VaeService:

@@ -145,9 +145,7 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, LoadedModel, list[str]]
     """Return the second pass's latents, the model that made them (decode with its VAE) and warnings."""
     run = first.run
     for hook in run.hooks:  # A1111's Script.before_hr(p)
-        before_hr = getattr(hook, "before_hr", None)
-        if before_hr is not None:
-            before_hr(run)
+        hook.before_hr(run)
     annotate(run)
     upscaler = run.hr_upscaler or DEFAULT_LATENT_MODE
     first_images: list[Image.Image] = []
@@ -192,9 +190,7 @@ def second_pass(first: FirstPass) -> tuple[torch.Tensor, LoadedModel, list[str]]
     extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, size.width, size.height, len(first.indices),
                                               guidance, second_pass=True))
     for hook in run.hooks:  # A1111's process_before_every_sampling, for the second pass too
-        before_sampling = getattr(hook, "before_sampling", None)
-        if before_sampling is not None:
-            before_sampling(run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
+        hook.before_sampling(run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
     request = DenoiseRequest(
         latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
         generators=generators, eta=run.eta, added_time_ids=added_time_ids, unet_kwargs=extras,

@@ -77,7 +77,7 @@ def grow_canvas(image: Image.Image, pixels: int, directions: Iterable[str], *, c
 def prepare_outpaint(run: Any, pixels: int, directions: Iterable[str], mask_blur: int, *,
                      inpainting_fill: int = 1, color_variation: float = 0.0) -> OutpaintPlan:
     """Turn an img2img run into the outpainting inpaint run (changes ``run`` in place)."""
-    if not getattr(run, "init_images", None):
+    if not run.init_images:
         raise UserInputError("init_images", "outpainting needs an init image")
     seed = run.seed if isinstance(run.seed, int) and run.seed >= 0 else 0
     plan = grow_canvas(run.init_images[0], pixels, directions, color_variation=color_variation, seed=seed)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +24,16 @@ from modules.models.vae import VaeService
 from modules.processing import engine, hires
 from modules.processing.engine import DenoiseRequest, InpaintSetup, SkipImage, StepControl
 from modules.processing.infotext import build_infotext
-from modules.processing.run import EASEL_VERSION, DenoisePass, ModelProvider, ProcessedResult, ProcessingRun
+from modules.processing.run import (
+    EASEL_VERSION,
+    DenoisePass,
+    ExtraNoise,
+    ImageHolder,
+    ModelProvider,
+    ProcessedResult,
+    ProcessingRun,
+    SampledLatents,
+)
 from modules.processing.samplers import SamplerRegistry
 from modules.processing.seeds import SeedPlan, create_generators, create_noise
 from modules.processing.text import TextConditioner
@@ -33,61 +42,6 @@ from modules.processing.timesteps import img2img_timesteps, sdxl_time_ids, txt2i
 from modules.processing.unet_extras import unet_kwargs_for
 
 log = logging.getLogger(__name__)
-
-
-class ProcessingHooks(Protocol):
-    """Extension points around a run (A1111 Script method names); every method is optional to act on."""
-
-    def before_process(self, run: ProcessingRun) -> None: ...
-
-    def process(self, run: ProcessingRun) -> None: ...
-
-    def before_process_batch(self, run: ProcessingRun, batch_number: int, prompts: list[str],
-                             seeds: list[int], subseeds: list[int]) -> None: ...
-
-    def process_batch(self, run: ProcessingRun, batch_number: int, prompts: list[str],
-                      seeds: list[int], subseeds: list[int]) -> None: ...
-
-    def postprocess_batch(self, run: ProcessingRun, images: list[Image.Image], batch_number: int) -> None: ...
-
-    def postprocess_image(self, run: ProcessingRun, image: ImageHolder) -> None: ...
-
-    def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None: ...
-
-    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
-        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
-
-    def before_hr(self, run: ProcessingRun) -> None:
-        """Before a txt2img batch's hires second pass."""
-
-    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
-        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
-
-    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
-        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
-
-
-@dataclass
-class ImageHolder:
-    """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
-
-    image: Image.Image
-
-
-@dataclass
-class SampledLatents:
-    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
-
-    samples: torch.Tensor
-
-
-@dataclass
-class ExtraNoise:
-    """A1111's ``ExtraNoiseParams``: ``noise`` (replaceable), the init latents ``x`` and the noised ones ``xi``."""
-
-    noise: torch.Tensor
-    x: torch.Tensor
-    xi: torch.Tensor
 
 
 @dataclass
@@ -132,7 +86,8 @@ class Processor:
         cancellation.check_abort()
         control = control or StepControl()
         hooks = run.hooks
-        _call(hooks, "before_process", run)
+        for hook in hooks:
+            hook.before_process(run)
         model = self.model_provider(run)
         run.sd_model = model
         run.sd_model_name = model.info.model_name
@@ -143,7 +98,8 @@ class Processor:
                     preprocess(run)
                 self.tiling.apply(run)  # after the VAE swap: the VAE that decodes is the one tiled
                 self._plan_prompts_and_seeds(run)
-                _call(hooks, "process", run)
+                for hook in hooks:
+                    hook.process(run)
                 with torch.no_grad():
                     return self._process_batches(run, model, control)
         finally:
@@ -223,10 +179,11 @@ class Processor:
             negatives = run.all_negative_prompts[start:start + run.batch_size]
             seeds = run.all_seeds[start:start + run.batch_size]
             subseeds = run.all_subseeds[start:start + run.batch_size]
-            _call(hooks, "before_process_batch", run, batch_number=iteration, prompts=prompts, seeds=seeds,
-                  subseeds=subseeds)
-            _call(hooks, "process_batch", run, batch_number=iteration, prompts=prompts, seeds=seeds,
-                  subseeds=subseeds)
+            for hook in hooks:
+                hook.before_process_batch(run, batch_number=iteration, prompts=prompts, seeds=seeds,
+                                          subseeds=subseeds)
+            for hook in hooks:
+                hook.process_batch(run, batch_number=iteration, prompts=prompts, seeds=seeds, subseeds=subseeds)
             batch_control = _batch_control(control, iteration, run.n_iter)
             try:
                 batch_images, batch_warnings = self._generate_batch(
@@ -240,13 +197,16 @@ class Processor:
             for warning in batch_warnings:
                 if warning not in warnings:
                     warnings.append(warning)
-            _call(hooks, "postprocess_batch", run, batch_images, batch_number=iteration)
+            for hook in hooks:
+                hook.postprocess_batch(run, batch_images, batch_number=iteration)
             for offset, image in enumerate(batch_images):
                 index = start + offset
                 run.batch_index = offset
                 holder = ImageHolder(image)
-                _call(hooks, "postprocess_image", run, holder)
-                _call(hooks, "postprocess_image_after_composite", run, holder)
+                for hook in hooks:
+                    hook.postprocess_image(run, holder)
+                for hook in hooks:
+                    hook.postprocess_image_after_composite(run, holder)
                 infotext = self.infotext(run, index)
                 images.append(holder.image)
                 infotexts.append(infotext)
@@ -263,7 +223,8 @@ class Processor:
             all_negative_prompts=list(run.all_negative_prompts), all_seeds=list(run.all_seeds),
             all_subseeds=list(run.all_subseeds), warnings=warnings, saved_paths=saved, interrupted=interrupted,
             describe=self.infotext)
-        _call(hooks, "postprocess", run, result)
+        for hook in hooks:
+            hook.postprocess(run, result)
         return result
 
     def _generate_batch(self, run: ProcessingRun, model: Any, conditioner: TextConditioner, plan: SeedPlan,
@@ -309,7 +270,8 @@ class Processor:
         added_time_ids = sdxl_time_ids(pipe, run.width, run.height, len(indices), device, dtype)
         extras = unet_kwargs_for(run, DenoisePass(run, pipe, timesteps, run.width, run.height, len(indices),
                                                   engine.do_cfg(unet, run.cfg_scale)))
-        _call(run.hooks, "before_sampling", run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
+        for hook in run.hooks:
+            hook.before_sampling(run, x=latents, noise=noise, c=cond.conds, uc=cond.uncond)
         request = DenoiseRequest(
             latents=latents, timesteps=timesteps, uncond=cond.uncond, conds=cond.conds, cfg_scale=run.cfg_scale,
             generators=generators, eta=run.eta, added_time_ids=added_time_ids, inpaint=inpaint, unet_kwargs=extras,
@@ -326,7 +288,8 @@ class Processor:
             vae, pipe = hr_model.pipe.vae, hr_model.pipe
             warnings = [*warnings, *hr_warnings]
         samples = SampledLatents(latents)
-        _call(run.hooks, "post_sample", run, samples)  # A1111's post_sample: may replace the latents
+        for hook in run.hooks:  # A1111's post_sample: may replace the latents
+            hook.post_sample(run, samples)
         latents = samples.samples
         images = engine.decode_latents(vae, pipe.image_processor, latents,
                                        generators[0] if len(generators) == 1 else generators)
@@ -346,7 +309,8 @@ class Processor:
             return noised
         run.extra_generation_params["Extra noise"] = strength
         params = ExtraNoise(noise, init, noised)
-        _call(run.hooks, "extra_noise", run, params)
+        for hook in run.hooks:
+            hook.extra_noise(run, params)
         return noised + params.noise * strength
 
     def _restore_faces(self, run: ProcessingRun, images: list[Image.Image]) -> tuple[list[Image.Image], list[str]]:
@@ -402,13 +366,6 @@ def _number(value: float | None) -> float | int | None:
     if value is None:
         return None
     return int(value) if float(value).is_integer() else round(float(value), 4)
-
-
-def _call(hooks: Sequence[Any], method: str, *args: Any, **kwargs: Any) -> None:
-    for hook in hooks:
-        function = getattr(hook, method, None)
-        if function is not None:
-            function(*args, **kwargs)
 
 
 def _batch_control(control: StepControl, iteration: int, n_iter: int) -> StepControl:

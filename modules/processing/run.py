@@ -19,6 +19,7 @@ from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgPa
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 EASEL_VERSION = "easel-0.1.0"
 
@@ -103,7 +104,7 @@ class ProcessingRun:
         self.sd_vae_name: str | None = None
         self.sd_vae_hash: str | None = None
         self.scripts: Any = None  # the ScriptRunner of this run (A1111 extensions look at p.scripts)
-        self.hooks: list[Any] = []  # ProcessingHooks
+        self.hooks: list[ProcessingHooks] = []
         self.denoise_hooks: list[Any] = []  # engine.DenoiseHooks (CFG callbacks)
         self.extra_network_data: dict[str, Any] = {}
         self.unet_kwargs_providers: list[UnetKwargsProvider] = []  # extra UNet inputs, asked once per pass
@@ -267,3 +268,69 @@ class ProcessedResult:
 
 ModelProvider = Callable[[ProcessingRun], Any]
 """Returns the LoadedModel a run needs (switching models through the manager when an override asks)."""
+
+
+class ProcessingHooks:
+    """Extension points around a run, with A1111's Script method names. The processor calls every method of every
+    hook in ``ProcessingRun.hooks``; a subclass overrides those it acts on, the others do nothing."""
+
+    def before_process(self, run: ProcessingRun) -> None:
+        """Before anything of the run is prepared (A1111's ``setup`` and ``before_process``)."""
+
+    def process(self, run: ProcessingRun) -> None:
+        """The run's prompts and seeds are known; nothing is generated yet."""
+
+    def before_process_batch(self, run: ProcessingRun, batch_number: int, prompts: list[str],
+                             seeds: list[int], subseeds: list[int]) -> None:
+        """Before a batch's prompts are encoded."""
+
+    def process_batch(self, run: ProcessingRun, batch_number: int, prompts: list[str],
+                      seeds: list[int], subseeds: list[int]) -> None:
+        """Before a batch is sampled; ``prompts`` may be changed in place."""
+
+    def postprocess_batch(self, run: ProcessingRun, images: list[Image.Image], batch_number: int) -> None:
+        """After a batch is decoded."""
+
+    def postprocess_image(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """Each image of a batch; ``image.image`` may be replaced."""
+
+    def postprocess(self, run: ProcessingRun, result: ProcessedResult) -> None:
+        """After the whole run."""
+
+    def before_sampling(self, run: ProcessingRun, x: torch.Tensor, noise: torch.Tensor, c: Any, uc: Any) -> None:
+        """Right before a sampling pass starts from latents ``x`` (A1111's ``process_before_every_sampling``)."""
+
+    def before_hr(self, run: ProcessingRun) -> None:
+        """Before a txt2img batch's hires second pass."""
+
+    def post_sample(self, run: ProcessingRun, samples: SampledLatents) -> None:
+        """After sampling (and the hires pass), before decoding; ``samples.samples`` may be replaced."""
+
+    def postprocess_image_after_composite(self, run: ProcessingRun, image: ImageHolder) -> None:
+        """After ``postprocess_image`` (img2img's inpaint composite is already applied then)."""
+
+    def extra_noise(self, run: ProcessingRun, params: ExtraNoise) -> None:
+        """img2img with ``img2img_extra_noise`` > 0: ``params.noise`` may be replaced before it is added."""
+
+
+@dataclass
+class ImageHolder:
+    """A1111's ``PostprocessImageArgs``: hooks replace ``image`` to change the saved/returned picture."""
+
+    image: Image.Image
+
+
+@dataclass
+class SampledLatents:
+    """A1111's ``PostSampleArgs``: the batch's denoised latents before decoding; hooks may replace ``samples``."""
+
+    samples: torch.Tensor
+
+
+@dataclass
+class ExtraNoise:
+    """A1111's ``ExtraNoiseParams``: ``noise`` (replaceable), the init latents ``x`` and the noised ones ``xi``."""
+
+    noise: torch.Tensor
+    x: torch.Tensor
+    xi: torch.Tensor

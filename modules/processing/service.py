@@ -26,8 +26,8 @@ from modules.processing.image_codec import decode_base64_image
 from modules.processing.image_metadata import embed_infotext
 from modules.processing.image_store import ImageStore
 from modules.processing.params import PARAMS_BY_KIND, GenerationParams, Img2ImgParams, check_limits
-from modules.processing.processor import ProcessingHooks, Processor, SaveRequest
-from modules.processing.run import ProcessedResult, ProcessingRun
+from modules.processing.processor import Processor, SaveRequest
+from modules.processing.run import ProcessedResult, ProcessingHooks, ProcessingRun
 from modules.processing.samplers import SamplerRegistry
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import webuiapi
 from PIL import Image
 
 from modules.core.a1111_options import A1111_OPTION_DEFAULTS
+from modules.core.hashing import file_sha256
 from modules.core.settings import Options
-from modules.models.vae import file_sha256
 from tests.images import png_b64
 from tests.vaes import write_vae
 
