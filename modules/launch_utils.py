@@ -115,11 +115,12 @@ def commit_hash() -> str:
 
 
 def git_tag() -> str:
-    try:
-        return subprocess.check_output([git, "-C", str(ROOT), "describe", "--tags"], text=True,
-                                       stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "<none>"
+    """The A1111 release tag (``v1.10.1``): the release whose extension contract Easel implements, the same one the
+    page footer names. Extensions compare it to choose code paths (``int(git_tag().replace("v", "")...)``); the
+    tag of Easel's own repository would mean nothing to them."""
+    from modules.extensions.a1111_ui import A1111_COMPATIBLE_VERSION
+
+    return A1111_COMPATIBLE_VERSION
 
 
 def git_clone(url: str, dir: str, name: str, commithash: str | None = None) -> None:

@@ -60,6 +60,7 @@ def test_app_started_route_reads_options_and_preload_flag(http: httpx.Client) ->
     assert info["flag"] == "given"  # declared in preload.py, parsed with Easel's own flags
     assert info["demo"] is False  # --nowebui: app_started(None, app)
     assert info["background"] == "#ffffff"  # an A1111 option key Easel does not use, with A1111's default
+    assert info["release"] == 1101  # launch.git_tag(): the A1111 release Easel's contract follows (v1.10.1)
 
 
 def test_extension_flags_are_parsed_and_unknown_flags_still_refused(tmp_path: Path) -> None:
