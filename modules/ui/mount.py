@@ -188,11 +188,19 @@ def connect_binding(gr: Any, binding: Any, targets: dict[str, list[Any]], result
                     send: Any) -> None:
     """Wire one extension "send to" button (A1111's ``ParamBinding``): its image and infotext sources, or the
     selected result of ``source_tabname``, go to ``binding.tabname`` through ``send(tab, image, infotext)``."""
+    from gradio.context import get_blocks_context
+
     from modules.ui.generation import selected_file
 
     tabname = str(binding.tabname)
     if tabname not in targets or binding.paste_button is None:
         log.warning("extension 'send to %s' button not connected: Easel has no such tab", tabname)
+        return
+    in_page = get_blocks_context().blocks
+    parts = [binding.paste_button, binding.source_image_component, binding.source_text_component]
+    if any(part is not None and getattr(part, "_id", None) not in in_page for part in parts):
+        log.warning("extension 'send to %s' button not connected: it is not in the page (its tab failed to build)",
+                    tabname)
         return
     source = results.get(str(binding.source_tabname)) if binding.source_tabname else None
     if source is not None and binding.source_image_component is None and binding.source_text_component is None:
@@ -214,7 +222,7 @@ def connect_binding(gr: Any, binding: Any, targets: dict[str, list[Any]], result
         handler = from_components
     try:
         binding.paste_button.click(handler, inputs, targets[tabname], show_progress="hidden")
-    except Exception as exc:  # a button that is not in the page (its tab failed to build)
+    except Exception as exc:  # not a component with events
         log.warning("extension 'send to %s' button not connected: %s", tabname, exc)
 
 

@@ -180,6 +180,7 @@ def test_extension_reaches_page_parts_as_in_a1111(extension_server: RunningServe
                          "img2imgGallery": "img2img_gallery"}
         for tab in ("txt2img", "img2img", "extras"):
             assert page.locator(f"#image_buttons_{tab} #fixture_clone_{tab}").count() == 1, tab
+        assert page.locator("#fixture_broken_send").count() == 0  # its tab failed: not in the page, page unharmed
 
         page.get_by_role("tab", name="Fixture Paste").click()
         page.locator("#fixture_words textarea").fill("sunset")

@@ -30,4 +30,15 @@ def on_ui_tabs():
     return [(tab, "Fixture Paste", "fixture_paste")]
 
 
+def on_ui_tabs_broken():
+    # registers a "send to" button, then fails: the tab is not shown and its button must not break the page
+    with gr.Blocks(analytics_enabled=False) as tab:
+        text = gr.Textbox(label="Broken source")
+        button = gr.Button("Broken send", elem_id="fixture_broken_send")
+        infotext_utils.register_paste_params_button(infotext_utils.ParamBinding(
+            paste_button=button, tabname="txt2img", source_text_component=text))
+    raise RuntimeError(f"fixture tab failed after building {tab}")
+
+
 script_callbacks.on_ui_tabs(on_ui_tabs)
+script_callbacks.on_ui_tabs(on_ui_tabs_broken)
