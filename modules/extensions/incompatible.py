@@ -51,6 +51,10 @@ INTERNAL_MODULES: dict[str, str] = {
     "modules.upscaler": "A1111's upscaler base classes",
     "modules.upscaler_utils": "A1111's upscaler tiling",
     "modules.modelloader": "A1111's model downloader",
+    "modules.ui_extra_networks": "A1111's Extra Networks card pages (Easel lists LoRA, embeddings and checkpoints "
+                                 "through the API and the Models tab, without card pages)",
+    "modules.ui_extra_networks_user_metadata": "A1111's Extra Networks card metadata editor",
+    "modules.extra_networks_hypernet": "A1111's hypernetwork extra network",
     "modules.interrogate": "A1111's CLIP interrogator",
     "modules.deepbooru": "A1111's DeepBooru interrogator",
     "modules_forge": "the Forge fork's internals",
