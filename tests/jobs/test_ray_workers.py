@@ -66,6 +66,9 @@ def _ended_once(queue: JobQueue, tmp_path: Path, job_ids: list[str]) -> None:
 
 def test_jobs_start_in_fifo_order_across_workers_and_come_back_with_their_files(cluster_queue, tmp_path):
     queue = cluster_queue(2)
+    # both started before the jobs arrive (on a busy machine one actor can take seconds longer to start, and the
+    # other would meanwhile run every job)
+    _wait_for(lambda: {info.state for info in queue.workers()} == {WorkerState.IDLE}, timeout=120)
     jobs = [queue.submit("sim", {"steps": 3}) for _ in range(10)]
     finals = [queue.wait(job.id, timeout=60) for job in jobs]
 
