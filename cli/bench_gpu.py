@@ -74,17 +74,15 @@ def build_random_family(family: str, folder: Path) -> Path:
     return folder
 
 
+VARIANTS = {"default": {}, "compile": {"torch_compile": "default"}, "nf4": {"quantization": "bnb-nf4"},
+            "int8": {"quantization": "bnb-int8"}}
+
+
 def bench_family(family: str, size: int, args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
     import diffusers
-    import numpy as np
     import torch
-    from PIL import Image
 
-    from modules.core.settings import CmdFlags, Options, Settings
-    from modules.jobs import JobStatus
-    from modules.processing.image_metadata import read_infotext
     from modules.processing.params import Txt2ImgParams
-    from webui import build_services, warm_up
 
     name = f"random-{family}"
     models = work / "models"
@@ -92,26 +90,59 @@ def bench_family(family: str, size: int, args: argparse.Namespace, work: Path, l
     build_random_family(family, models / "Stable-diffusion" / name)
     log(f"{family}: built and saved in {time.perf_counter() - started:.1f}s")
 
+    resident = torch.cuda.memory_allocated()
     started = time.perf_counter()
     plain = diffusers.AutoPipelineForText2Image.from_pretrained(str(models / "Stable-diffusion" / name),
                                                                 torch_dtype=getattr(torch, DTYPE)).to(DEVICE)
     plain.set_progress_bar_config(disable=True)
     plain_load = time.perf_counter() - started
-
-    settings = Settings(CmdFlags(data_dir=work / f"data-{family}", models_dir=models),
-                        Options(sd_model_checkpoint=name))
-    started = time.perf_counter()
-    services = build_services(settings)
-    warm_up(services)
-    easel_load = time.perf_counter() - started
-    if services.startup_error:
-        raise RuntimeError(services.startup_error)
-    services.queue.start()
-    log(f"{family}: loaded (plain {plain_load:.1f}s, easel {easel_load:.1f}s); easel device {services.device}")
+    plain_model_gib = (torch.cuda.memory_allocated() - resident) / 2**30
 
     prompt = "a red circle on a white background"
     payload = Txt2ImgParams(prompt=prompt, steps=args.steps, width=size, height=size, seed=1234,
                             sampler_name="Euler", cfg_scale=7.0, save_images=True).model_dump(mode="json")
+    variants = args.variants if family == args.families[0] else ["default"]
+    measured: list[dict[str, Any]] = []
+    try:
+        for variant in variants:
+            try:
+                measured.append(bench_variant(variant, family, name, size, payload, plain, args, work, log))
+            except Exception as exc:  # one configuration failing (a package missing) leaves the others measured
+                log(f"{family}/{variant}: failed: {exc!r}")
+                measured.append({"variant": variant, "error": repr(exc)})
+            log(f"{family}/{variant}: {json.dumps(measured[-1])}")
+    finally:
+        plain.to("cpu")  # the next family gets the GPU to itself
+    return {"family": family, "size": size, "steps": args.steps, "reps": args.reps,
+            "plain_load_s": round(plain_load, 2), "plain_model_gib": round(plain_model_gib, 2), "variants": measured}
+
+
+def bench_variant(variant: str, family: str, name: str, size: int, payload: dict[str, Any], plain: Any,
+                  args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any]:
+    """One Easel configuration (``VARIANTS``) of ``family`` against the plain pipeline, interleaved."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from modules.core.settings import CmdFlags, Options, Settings
+    from modules.jobs import JobStatus
+    from modules.processing.image_metadata import read_infotext
+    from webui import build_services, warm_up
+
+    models = work / "models"
+    prompt = str(payload["prompt"])
+    settings = Settings(CmdFlags(data_dir=work / f"data-{family}-{variant}", models_dir=models),
+                        Options(sd_model_checkpoint=name, **VARIANTS[variant]))
+    resident = torch.cuda.memory_allocated()
+    started = time.perf_counter()
+    services = build_services(settings)
+    warm_up(services)
+    easel_load = time.perf_counter() - started
+    model_gib = (torch.cuda.memory_allocated() - resident) / 2**30  # the weights Easel keeps on the GPU
+    if services.startup_error:
+        raise RuntimeError(services.startup_error)
+    services.queue.start()
+    log(f"{family}/{variant}: easel started and loaded in {easel_load:.1f}s on {services.device}")
 
     def run_plain() -> tuple[float, float, Any]:
         torch.cuda.synchronize()
@@ -124,6 +155,8 @@ def bench_family(family: str, size: int, args: argparse.Namespace, work: Path, l
 
     infotexts: list[str] = []
 
+    saving: list[float] = []
+
     def run_easel() -> tuple[float, float, float, Any]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -135,39 +168,50 @@ def bench_family(family: str, size: int, args: argparse.Namespace, work: Path, l
         assert job.started_at is not None and job.finished_at is not None
         images = (job.result or {}).get("images")
         assert isinstance(images, list) and images
+        timings = (job.result or {}).get("timings")
+        saving.append(float(timings["saving_s"]) if isinstance(timings, dict) else 0.0)  # type: ignore[arg-type]
         path = settings.data_paths.job_results / job.id / str(images[0])
         infotexts.append(read_infotext(path.read_bytes())[0] or "")
         return (job.finished_at - job.started_at, wall, torch.cuda.max_memory_allocated() / 2**30,
                 Image.open(path).convert("RGB"))
 
-    run_easel()  # warm-up: kernels chosen, caches filled
+    started = time.perf_counter()
+    run_easel()  # warm-up: kernels chosen, caches filled (torch.compile compiles here)
+    first_job = time.perf_counter() - started
     run_plain()
-    rows: dict[str, list[float]] = {"easel_run_s": [], "easel_wall_s": [], "plain_s": [], "easel_gib": [],
-                                    "plain_gib": []}
+    rows: dict[str, list[float]] = {"easel_run_s": [], "easel_wall_s": [], "easel_saving_s": [], "plain_s": [],
+                                    "easel_gib": [], "plain_gib": []}
     easel_image = plain_image = None
     for _ in range(args.reps):
         run_s, wall_s, gib, easel_image = run_easel()
         rows["easel_run_s"].append(run_s)
         rows["easel_wall_s"].append(wall_s)
+        rows["easel_saving_s"].append(saving[-1])
         rows["easel_gib"].append(gib)
         plain_s, gib, plain_image = run_plain()
         rows["plain_s"].append(plain_s)
         rows["plain_gib"].append(gib)
-        log(f"{family}: easel {run_s:.3f}s (wall {wall_s:.3f}s), plain {plain_s:.3f}s")
+        log(f"{family}/{variant}: easel {run_s:.3f}s (wall {wall_s:.3f}s), plain {plain_s:.3f}s")
     services.queue.stop()
     services.job_store.close()
     diff = int(np.abs(np.asarray(easel_image, dtype=np.int16) - np.asarray(plain_image, dtype=np.int16)).max())
     median = {key: statistics.median(values) for key, values in rows.items()}
-    plain.to("cpu")  # the next family gets the GPU to itself
     if services.manager is not None:
         services.manager.unload()
     torch.cuda.empty_cache()
     return {
-        "family": family, "size": size, "steps": args.steps, "reps": args.reps,
-        "plain_load_s": round(plain_load, 2), "easel_start_and_load_s": round(easel_load, 2),
+        "variant": variant, "options": VARIANTS[variant], "easel_start_and_load_s": round(easel_load, 2),
+        "easel_first_job_s": round(first_job, 2),
         "plain_s": round(median["plain_s"], 3), "easel_run_s": round(median["easel_run_s"], 3),
         "easel_wall_s": round(median["easel_wall_s"], 3),
         "easel_over_plain": round(median["easel_run_s"] / median["plain_s"], 3),
+        # the job less its image writing (PNG encode + fsync of the sample and the result): plain diffusers writes
+        # nothing, so this is the like-for-like generation ratio
+        "easel_saving_s": round(median["easel_saving_s"], 3),
+        "easel_generation_over_plain": round(statistics.median(
+            (run - save) / plain for run, save, plain in zip(rows["easel_run_s"], rows["easel_saving_s"],
+                                                             rows["plain_s"])), 3),
+        "easel_model_gib": round(model_gib, 2),
         "easel_wall_over_plain": round(median["easel_wall_s"] / median["plain_s"], 3),
         "plain_it_s": round(args.steps / median["plain_s"], 2),
         "easel_it_s": round(args.steps / median["easel_run_s"], 2),
@@ -196,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="image side (default: the family's native size)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS),
+                        help="Easel configurations measured on the first family (later families: default only)")
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     parser.add_argument("--smoke-cpu", action="store_true", help="check the script on a CPU (timings meaningless)")
     args = parser.parse_args(argv)
@@ -216,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         for family in args.families:
             size = args.size or DEFAULT_SIZES.get(family, 512)
             result["families"].append(bench_family(family, size, args, Path(folder), log))
+            torch.cuda.empty_cache()
             if args.out:  # written after each family, so a run cut short keeps what it measured
                 Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

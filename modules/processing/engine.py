@@ -12,6 +12,7 @@ guards that. Everything else (components, schedulers, VAE, image processing) is 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import torch
 
 from modules.core import cancellation
 from modules.core.errors import JobCancelled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -284,17 +287,19 @@ def decode_latents(vae: Any, image_processor: Any, latents: torch.Tensor,
     with vae_work_units(vae, pixels):
         decoded = _vae_decode(vae, latents, generator)
         if torch.isnan(decoded).any() and vae.dtype != torch.float32:
-            original = vae.dtype
+            # A1111's rule (auto_vae_precision): a VAE that overflowed in half precision is retried in fp32 and
+            # stays there, so later images do not pay for a failed half-precision decode first (SDXL's VAE
+            # overflows in fp16 on every image). A VAE loaded afterwards starts in half precision again.
+            log.warning("the VAE produced NaNs in %s; it now runs in fp32 (--no-half-vae starts it there)",
+                        str(vae.dtype).removeprefix("torch."))
             vae.to(torch.float32)
-            try:
-                decoded = _vae_decode(vae, latents.to(torch.float32), generator)
-            finally:
-                vae.to(original)
+            decoded = _vae_decode(vae, latents.to(torch.float32), generator)
     return image_processor.postprocess(decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0])
 
 
 def _vae_decode(vae: Any, latents: torch.Tensor, generator: Any) -> torch.Tensor:
-    scaled = latents / vae.config.scaling_factor
+    # in the wider of the two precisions: half-precision latents into an fp32 VAE are widened before the scaling
+    scaled = latents.to(torch.promote_types(latents.dtype, vae.dtype)) / vae.config.scaling_factor
     shift = getattr(vae.config, "shift_factor", None)
     if shift:
         scaled = scaled + shift

@@ -38,7 +38,13 @@ from modules.processing.filenames import (
 )
 from modules.processing.grids import draw_grid_annotations, image_grid, labelled_grid
 from modules.processing.image_codec import decode_base64_image, encode_base64
-from modules.processing.image_metadata import IMAGE_SUFFIXES, embed_infotext, pil_format, read_infotext
+from modules.processing.image_metadata import (
+    IMAGE_SUFFIXES,
+    ImageEncoder,
+    embed_infotext,
+    pil_format,
+    read_infotext,
+)
 
 __all__ = [  # the image helpers callers used to import from here
     "IMAGE_SUFFIXES", "KIND_DIRS", "FilenamePattern", "ImageStore", "OutputEntry", "decode_base64_image",
@@ -107,6 +113,8 @@ class ImageStore:
         self._options = options
         self._clock = clock
         self._lock = threading.Lock()
+        self.encoder = ImageEncoder()
+        """Encodes what is saved; a caller writing the same image again (a job's result file) reuses the bytes."""
         self.listeners: list[SaveListener] = []
         """Told about every save (A1111's ``before_image_saved``/``image_saved`` callbacks are one listener)."""
 
@@ -190,7 +198,7 @@ class ImageStore:
                           path=directory / f"{prefix}{_next_sequence_number(directory, prefix):0{digits}d}{suffix}")
         for listener in self.listeners:
             listener.before_save(event)
-        data = embed_infotext(event.image, event.infotext, fmt, quality)
+        data = self.encoder.encode(event.image, event.infotext, fmt, quality)
 
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:

@@ -110,6 +110,7 @@ class ProcessingRun:
         self.unet_kwargs_providers: list[UnetKwargsProvider] = []  # extra UNet inputs, asked once per pass
         self.control_provider: ControlProvider | None = None  # ControlNet / T2I-Adapter / IP-Adapter units
         self.user: str | None = None
+        self.saving_seconds: float = 0.0  # spent writing samples to the outputs folder (the job's timings)
         self.outpath_samples: str | None = None
         self.outpath_grids: str | None = None
         # img2img

@@ -194,3 +194,21 @@ def test_eight_clients_forty_jobs_fifo_and_fast_progress(easel, client, api, tmp
           f"{p95 * 1000:.0f} ms, worst {client_times[-1] * 1000:.0f} ms; over 50 ms (client, server ms): {slow}")
     assert server_worst < 0.1, f"progress handling took {server_worst * 1000:.0f} ms: {slow}"
     assert p95 < 0.1 and client_times[-1] < 1.0, slow
+
+
+def test_saved_sample_and_result_file_are_one_encoding_and_timed(client, api, easel):
+    """With save_images the sample in outputs/ and the job's result file are the same bytes, compressed once; the
+    job's result says where its time went."""
+    encoder = easel.services.generation.image_store.encoder
+    hits = encoder.hits
+    response = client.post("/sdapi/v2/jobs", json={"type": "txt2img",
+                                                    "params": api.small_txt2img(save_images=True, seed=77)})
+    job = api.wait_status(client, response.json()["id"], {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    result_bytes = client.get(job["result"]["images"][0]).content
+    saved = [path for path in easel.services.image_store.root.rglob("*.png") if "Seed: 77," in
+             Image.open(path).info.get("parameters", "")]
+    assert len(saved) == 1 and saved[0].read_bytes() == result_bytes
+    assert encoder.hits == hits + 1
+    timings = job["result"]["timings"]
+    assert 0 < timings["saving_s"] <= timings["total_s"] and timings["generate_s"] <= timings["total_s"]

@@ -388,3 +388,39 @@ def test_jpeg_infotext_too_big_for_exif_is_left_out_not_fatal() -> None:
     assert Image.open(io.BytesIO(data)).size == (64, 48)
     assert read_infotext(data)[0] is None
     assert read_infotext(embed_infotext(make_image(), huge, "png"))[0] == huge
+
+
+# ------------------------------------------------------------------------------------------- encoding once
+
+
+def test_encoder_reuses_bytes_for_the_same_image_and_re_encodes_a_changed_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from modules.processing import image_metadata
+
+    calls: list[str | None] = []
+    real = image_metadata.embed_infotext
+
+    def counting(image: Image.Image, infotext: str | None, fmt: str, quality: int = 80, **kw: bool) -> bytes:
+        calls.append(infotext)
+        return real(image, infotext, fmt, quality, **kw)
+
+    monkeypatch.setattr(image_metadata, "embed_infotext", counting)
+    encoder = image_metadata.ImageEncoder()
+    image = make_image()
+    first = encoder.encode(image, INFOTEXT, "png")
+    assert encoder.encode(image, INFOTEXT, "png") == first and len(calls) == 1 and encoder.hits == 1
+    # a different infotext, format or an equal-looking but distinct image is encoded afresh
+    assert read_infotext(Image.open(io.BytesIO(encoder.encode(image, "other", "png"))))[0] == "other"
+    encoder.encode(image, INFOTEXT, "jpg")
+    encoder.encode(make_image(), INFOTEXT, "png")
+    assert len(calls) == 4
+    # a script that draws on the saved image before the result is written gets its drawing in the result
+    image.putpixel((0, 0), (1, 2, 3))
+    changed = Image.open(io.BytesIO(encoder.encode(image, INFOTEXT, "png")))
+    assert changed.getpixel((0, 0)) == (1, 2, 3) and len(calls) == 5
+
+
+def test_store_and_result_share_one_encoding(store: ImageStore) -> None:
+    image = make_image()
+    path = store.save(image, kind="txt2img", seed=1, infotext=INFOTEXT)
+    assert store.encoder.encode(image, INFOTEXT, "png") == path.read_bytes() and store.encoder.hits == 1
