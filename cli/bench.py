@@ -116,7 +116,7 @@ class _Loaded:
     def __init__(self, unet: Any, key: str) -> None:
         from types import SimpleNamespace
 
-        self.pipe = SimpleNamespace(unet=unet)
+        self.pipe = SimpleNamespace(unet=unet, vae=None)  # UNet only: backends are asked not to export a VAE
         self.info = SimpleNamespace(sha256=key, path=key)
 
 

@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 #: normalisation in bf16) 3.2 %; the VAE decoder 1.2 % on both (docs/BENCHMARKS.md). A route above this (a model
 #: that overflows or cancels badly in bf16) is never used for that model.
 ROUTE_TOLERANCE = 0.05
-#: A route's first timed call includes its warm-up (allocations, kernel choice); when it is within this factor of
-#: the best it is timed once more before the decision.
-RETIME_FACTOR = 1.25
+#: A route's first timed call includes its warm-up (allocations, kernel choice, and for the first UNet call of the
+#: process the weights paged in from the model file): when it is within this factor of the best, it is timed once
+#: more before the decision, on a call the job needs anyway. Measured on SD 1.5 at 512²: the fp32 reference's first
+#: call took 24.0 s and its next 10.7 s, while the bf16 copy's first took 11.4 s; a factor of 1.25 left fp32 judged
+#: by its cold call and the job ran on the slower bf16 copy.
+RETIME_FACTOR = 2.5
 #: Timings kept per route and shape. The fastest of them decides: on a shared machine other processes only ever
 #: add time, so the minimum is the closest to what the route costs.
 KEEP_TIMES = 5
