@@ -159,6 +159,8 @@ class ImageEncoder:
                 return entry[1]
         data = embed_infotext(image, infotext, fmt, quality, lossless=lossless)
         with self._lock:
+            for stale in [k for k, (ref, _) in self._entries.items() if ref() is None]:  # images freed since
+                del self._entries[stale]
             self._entries[key] = (weakref.ref(image), data)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)

@@ -418,6 +418,13 @@ def test_encoder_reuses_bytes_for_the_same_image_and_re_encodes_a_changed_one(
     image.putpixel((0, 0), (1, 2, 3))
     changed = Image.open(io.BytesIO(encoder.encode(image, INFOTEXT, "png")))
     assert changed.getpixel((0, 0)) == (1, 2, 3) and len(calls) == 5
+    # what is kept goes with the images: an encoding of a freed image is dropped at the next one
+    del image, changed
+    import gc
+
+    gc.collect()
+    encoder.encode(make_image(), INFOTEXT, "png")
+    assert len(encoder._entries) == 1
 
 
 def test_store_and_result_share_one_encoding(store: ImageStore) -> None:
