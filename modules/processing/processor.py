@@ -233,7 +233,10 @@ class Processor:
         pipe = model.pipe
         unet, vae = pipe.unet, pipe.vae
         # the execution device, not unet.device: under CPU offload the UNet's weights rest elsewhere between calls
-        device, dtype = getattr(pipe, "_execution_device", unet.device), unet.dtype
+        device = conditioner.execution_device if conditioner.pipe is pipe else None
+        if device is None:
+            device = getattr(pipe, "_execution_device", unet.device)
+        dtype = unet.dtype
         scheduler, warnings = self.samplers.build(pipe.scheduler, *self.samplers.split_sampler_and_schedule(
             run.sampler_name, run.scheduler))
         scale = pipe.vae_scale_factor

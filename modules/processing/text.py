@@ -31,7 +31,9 @@ class TextConditioner:
         from modules.processing.conditioning import PromptEncoder
 
         self.pipe = pipe
-        self.encoder = PromptEncoder.from_pipeline(pipe, embeddings=embeddings)
+        # the execution device, looked up once per conditioner: the processor reuses it for the batch's latents
+        self.execution_device: torch.device | None = getattr(pipe, "_execution_device", None)
+        self.encoder = PromptEncoder.from_pipeline(pipe, embeddings=embeddings, device=self.execution_device)
         self.clip_skip = clip_skip
         self.emphasis = emphasis
         self._cache: dict[str, Conditioning] = {}

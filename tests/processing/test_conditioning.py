@@ -275,3 +275,29 @@ def test_sdxl_textual_inversion_uses_one_tensor_per_encoder(sdxl_pipe) -> None:
     assert with_ti.pooled is not None and plain.pooled is not None
     assert not torch.allclose(with_ti.pooled, plain.pooled)
     assert not sdxl_pipe.text_encoder_2.get_input_embeddings()._forward_hooks
+
+
+def test_the_comma_id_is_looked_up_once_per_tokenizer(sd_pipe) -> None:
+    """The comma backtrack needs the id of ``,</w>``; building CLIP's vocabulary dict for it on every prompt cost
+    tens of milliseconds per job. Two encoders over one tokenizer (two jobs) build it once, with the same chunks."""
+    import copy
+    import types
+
+    tokenizer = copy.deepcopy(sd_pipe.tokenizer)
+    builds: list[int] = []
+    build = tokenizer.get_vocab
+
+    def counted_get_vocab() -> dict[str, int]:
+        builds.append(1)
+        return build()
+
+    tokenizer.get_vocab = counted_get_vocab
+    pipe = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=sd_pipe.text_encoder)
+    prompt = words(70) + ", " + words(10)
+    first = PromptEncoder.from_pipeline(pipe).encode(prompt)
+    second = PromptEncoder.from_pipeline(pipe).encode(prompt + ", " + words(3))
+    assert len(builds) == 1
+    reference = PromptEncoder.from_pipeline(sd_pipe).encode(prompt)
+    assert first.chunks == second.chunks == 2
+    assert torch.equal(first.embeds, reference.embeds)
+    assert torch.equal(first.embeds[:, 77:], PromptEncoder.from_pipeline(sd_pipe).encode(words(10)).embeds)

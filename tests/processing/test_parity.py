@@ -72,3 +72,40 @@ def test_batch_seeds_follow_a1111_rule(manager: ModelManager) -> None:
     other = np.abs(batch[0].astype(int) - single[0].astype(int))
     assert same.max() <= 2 and same.mean() < 0.1, (same.max(), same.mean())
     assert other.mean() > 5
+
+
+def test_a_job_resolves_the_execution_device_once_and_samples_in_inference_mode(
+        manager: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """diffusers' ``_execution_device`` walks every module of every component; one lookup per job serves the
+    text encoding and the latents. The loop runs under ``torch.inference_mode`` and its pixels stay diffusers'."""
+    pipe = manager.ensure_loaded("tiny-sd").pipe
+    original = type(pipe)._execution_device
+    lookups: list[int] = []
+
+    def counted(self: object) -> torch.device:
+        lookups.append(1)
+        return original.fget(self)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(type(pipe), "_execution_device", property(counted))
+    seen: list[tuple[bool, bool]] = []
+
+    class Probe:
+        def before_unet(self, state: object) -> None:
+            seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+
+        def after_unet(self, state: object) -> None: ...
+
+        def after_cfg(self, state: object) -> None: ...
+
+    model = manager.ensure_loaded("tiny-sd")
+    processor = Processor(samplers=build_default_registry(), model_provider=lambda run: model)
+    run = ProcessingRun(Txt2ImgParams(prompt="a red circle", negative_prompt="green", steps=3, width=64,
+                                      height=64, seed=7), Options())
+    run.denoise_hooks.append(Probe())
+    ours = np.asarray(processor.process(run).images[0])
+    assert len(lookups) == 1
+    assert seen == [(True, False)] * 3
+    monkeypatch.undo()
+    reference = pipe("a red circle", negative_prompt="green", num_inference_steps=3, guidance_scale=7.0, width=64,
+                     height=64, generator=torch.Generator().manual_seed(7)).images[0]
+    assert np.array_equal(ours, np.asarray(reference))
