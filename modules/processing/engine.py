@@ -130,16 +130,10 @@ def extra_step_kwargs(scheduler: Any, generators: list[torch.Generator], eta: fl
 def denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
     """Run the sampler over ``request.timesteps`` and return the final latents.
 
-    The loop runs in ``torch.inference_mode`` (diffusers' own pipelines use ``no_grad``): the same arithmetic with
-    less bookkeeping per tensor operation, which counts where launching the UNet's kernels, not running them,
-    bounds the step (a fast GPU at 512²). Only activations are made in here; the latents it returns are read, not
-    updated in place, by the callers (decoding, hires fix).
+    Under ``no_grad`` (the caller's), not ``inference_mode``: offloading hooks (accelerate's sequential offload,
+    diffusers' group offload) and extensions move or create weights inside the UNet's forward, and weights made
+    in inference mode cannot become parameters again outside it.
     """
-    with torch.inference_mode():
-        return _denoise(unet, scheduler, request)
-
-
-def _denoise(unet: Any, scheduler: Any, request: DenoiseRequest) -> torch.Tensor:
     latents = request.latents
     guidance = do_cfg(unet, request.cfg_scale)
     step_kwargs = extra_step_kwargs(scheduler, request.generators, request.eta)
@@ -295,7 +289,7 @@ def decode_latents(vae: Any, image_processor: Any, latents: torch.Tensor,
     """VAE-decode latents to PIL images exactly as diffusers' pipelines do (with an fp32 retry on NaNs)."""
     scale = 2 ** (len(getattr(vae.config, "block_out_channels", (0, 0, 0, 0))) - 1)
     pixels = latents.shape[-1] * latents.shape[-2] * scale * scale
-    with vae_work_units(vae, pixels), torch.inference_mode():
+    with vae_work_units(vae, pixels):
         decoded = _vae_decode(vae, latents, generator)
         if torch.isnan(decoded).any() and vae.dtype != torch.float32:
             # A1111's rule (auto_vae_precision): a VAE that overflowed in half precision is retried in fp32 and
@@ -303,8 +297,7 @@ def decode_latents(vae: Any, image_processor: Any, latents: torch.Tensor,
             # overflows in fp16 on every image). A VAE loaded afterwards starts in half precision again.
             log.warning("the VAE produced NaNs in %s; it now runs in fp32 (--no-half-vae starts it there)",
                         str(vae.dtype).removeprefix("torch."))
-            with torch.inference_mode(False):  # weights made here must stay ordinary tensors (later loads copy_ in)
-                vae.to(torch.float32)
+            vae.to(torch.float32)
             decoded = _vae_decode(vae, latents.to(torch.float32), generator)
     return image_processor.postprocess(decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0])
 

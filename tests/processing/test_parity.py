@@ -74,10 +74,11 @@ def test_batch_seeds_follow_a1111_rule(manager: ModelManager) -> None:
     assert other.mean() > 5
 
 
-def test_a_job_resolves_the_execution_device_once_and_samples_in_inference_mode(
+def test_a_job_resolves_the_execution_device_once_and_samples_without_grad(
         manager: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
     """diffusers' ``_execution_device`` walks every module of every component; one lookup per job serves the
-    text encoding and the latents. The loop runs under ``torch.inference_mode`` and its pixels stay diffusers'."""
+    text encoding and the latents. The loop runs without autograd but not in inference mode (offload hooks move
+    weights inside the forward), and its pixels stay diffusers'."""
     pipe = manager.ensure_loaded("tiny-sd").pipe
     original = type(pipe)._execution_device
     lookups: list[int] = []
@@ -104,7 +105,7 @@ def test_a_job_resolves_the_execution_device_once_and_samples_in_inference_mode(
     run.denoise_hooks.append(Probe())
     ours = np.asarray(processor.process(run).images[0])
     assert len(lookups) == 1
-    assert seen == [(True, False)] * 3
+    assert seen == [(False, False)] * 3
     monkeypatch.undo()
     reference = pipe("a red circle", negative_prompt="green", num_inference_steps=3, guidance_scale=7.0, width=64,
                      height=64, generator=torch.Generator().manual_seed(7)).images[0]

