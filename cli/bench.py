@@ -21,6 +21,8 @@ Three modes:
 * ``--workers``: the job queue over 1, 2 and 4 Ray workers running simulated (sleep-per-step) jobs: jobs/s,
   dispatch overhead per job and the time from a worker's death to its job running again (``cli/bench_workers.py``).
 
+Peak resident memory per execution path, each in a process of its own: ``cli/bench_memory.py``.
+
 Example: ``venv/bin/python cli/bench.py --unet --sizes 256 512 --batch 2 --reps 3 --threads 1 --out .bench/x.json``
 """
 
@@ -388,7 +390,7 @@ def build_random_pipeline(family: str, folder: Path, channels: list[int] | None 
 class _PipelineServices:
     """The services Easel's execution setup needs, built the way webui's warm-up builds them (default options)."""
 
-    def __init__(self, models: Path, data: Path) -> None:
+    def __init__(self, models: Path, data: Path, options: Any = None) -> None:
         from modules.core.settings import CmdFlags, Options, Settings
         from modules.devices.select import select_device
         from modules.models.catalog import CheckpointCatalog, HashCache
@@ -396,7 +398,7 @@ class _PipelineServices:
         from modules.processing.processor import Processor
         from modules.processing.samplers import build_default_registry
 
-        self.settings = Settings(CmdFlags(data_dir=data), Options())
+        self.settings = Settings(CmdFlags(data_dir=data), options if options is not None else Options())
         catalog = CheckpointCatalog(models, HashCache(data / "hashes.json"))
         catalog.refresh()
         flags = self.settings.flags

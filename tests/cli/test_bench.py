@@ -45,3 +45,21 @@ def test_pipeline_jobs_split_into_head_steps_and_tail_and_compose_to_longer_jobs
     assert times == {"total_s": 17.0, "head_s": 6.0, "step_s": [2.0, 1.5, 2.0], "tail_s": 5.5}
     assert bench._composed(times, 20) == pytest.approx(6.0 + 19 * 2.0 + 5.5)
     assert bench._composed(times, 4) == pytest.approx(times["total_s"] + 0.5)  # median 2.0 vs the 1.5 measured
+
+
+def test_memory_bench_measures_each_path_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """``cli/bench_memory.py``: every path gets a fresh process, so each peak is that path's own high-water mark."""
+    from cli import bench_memory
+
+    out = tmp_path / "memory.json"
+    assert bench_memory.main(["--family", "sd15", "--channels", "32", "32", "64", "64", "--size", "64", "--steps", "1",
+                              "--paths", "0", "1", "--threads", "1", "--cache-dir", str(tmp_path / "work"),
+                              "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["paths"]
+    assert [row["path"] for row in rows] == ["plain diffusers fp32", "torch fp32"]
+    for row in rows:
+        assert "error" not in row, row
+        assert 0 < row["rss_start_mib"] < row["rss_after_load_mib"] <= row["peak_rss_mib"]
+        assert len(row["jobs_s"]) == 1
+    assert rows[1]["backend"] == "torch" and rows[1]["errors"] == []
+    assert "| torch fp32 |" in out.with_suffix(".md").read_text()
