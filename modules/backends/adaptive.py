@@ -6,11 +6,14 @@ exported runtimes (``openvino:bf16`` on native-bf16 CPUs, ``onnxruntime:fp32`` /
 which a background thread (:class:`BackgroundExport`) exports, or reads from the disk cache, while jobs run. A
 route joins when it is ready; nothing waits for it.
 
-Calibration happens on the jobs' own calls, per input shape: the first call at a shape that has a route without a
-measurement runs those routes on the same inputs and times each (so a calibration step costs one extra call per
-new route, once per CPU, model and shape). A route is also checked once per model against PyTorch fp32 on the
-same inputs: its relative L2 error (``‖out − ref‖ / ‖ref‖``) must stay within :data:`ROUTE_TOLERANCE`, else it is
-never used for that model. Measurements go to ``<cache>/calibration.json`` (atomic writes), keyed by the CPU
+Calibration happens on the jobs' own calls, per input shape, one route per call: a call at a shape where a usable
+route has no measurement yet runs on that route alone and is timed (its output is the step's output), so timing
+costs no extra computation, once per CPU, model and shape. A route is also checked once per model against PyTorch
+fp32 on the same inputs before it is used: its relative L2 error (``‖out − ref‖ / ‖ref‖``) must stay within
+:data:`ROUTE_TOLERANCE`, else it is never used for that model. The check runs the reference and the new route on
+a :data:`CHECK_CROP`-square corner of the call's latents (the real conditioning and timestep), so it costs a small
+fraction of a step; where a route cannot take the crop (a static-shape export), it is checked beside the reference
+on the full call instead. Measurements go to ``<cache>/calibration.json`` (atomic writes), keyed by the CPU
 (model name, flags, threads), the model hash, the component and the shape, so a restart starts from them.
 Calls an exported graph cannot take (ControlNet residuals, LoRA scales or adapters, timestep conditions) and any
 call to a bf16 copy with such inputs run on the original fp32 module.
@@ -52,6 +55,10 @@ RETIME_FACTOR = 2.5
 #: add time, so the minimum is the closest to what the route costs.
 KEEP_TIMES = 5
 REFERENCE = "torch:fp32"
+#: Side of the latent crop the accuracy check runs on (16: a 128² image; divisible by the UNet's 8x downsampling).
+#: On SD 1.5 at 512² a full-size check cost a whole extra fp32 step (10.7 s) per new route and an extra fp32 VAE
+#: decode (18 s on its cold first call) in the first job; on the crop both take a sixteenth of the pixels.
+CHECK_CROP = 16
 
 
 @dataclass
@@ -194,13 +201,11 @@ class RoutePolicy:
                 values = self.store.times(key, name)
                 if name != best and len(values) == 1 and values[0] <= RETIME_FACTOR * best_time:
                     untimed.append(name)
-        if unchecked:
+        if unchecked:  # not checked on a crop (see AdaptiveComponent.check_on_crop): beside the reference here
             run = [REFERENCE, *[name for name in unchecked + untimed if name != REFERENCE]]
             return Decision(list(dict.fromkeys(run)), REFERENCE, True)
-        if untimed:
-            run = list(dict.fromkeys(untimed))
-            returned = best if best in run else run[0]
-            return Decision(run, returned, True)
+        if untimed:  # one route a call: the call the job needs anyway is the measurement
+            return Decision([untimed[0]], untimed[0], True)
         assert best is not None, "a ready route is always usable: torch:fp32 is"
         return Decision([best], best, False)
 
@@ -258,6 +263,9 @@ class AdaptiveComponent(ComponentWrapper):
         if forced is not None:
             decision = Decision([forced], forced, False)
         else:
+            unchecked = [name for name in routes if policy.qualified(self.component, name) is None]
+            if unchecked:
+                self.check_on_crop(unchecked, routes, args, kwargs, tensor_of)
             decision = policy.decide(self.component, shape_key, list(routes))
         object.__setattr__(self, "calibrating", decision.calibrating)
         outputs: dict[str, Any] = {}
@@ -286,6 +294,38 @@ class AdaptiveComponent(ComponentWrapper):
         object.__setattr__(self, "last_route", decision.returned)
         self.used[decision.returned] += 1
         return outputs[decision.returned]
+
+
+    def crop(self, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """``args`` with the latents cut to their top-left ``CHECK_CROP`` square; None where they are no larger."""
+        latents = args[0]
+        if not isinstance(latents, torch.Tensor) or latents.dim() != 4:
+            return None
+        if latents.shape[-1] <= CHECK_CROP and latents.shape[-2] <= CHECK_CROP:
+            return None
+        return (latents[..., :CHECK_CROP, :CHECK_CROP].contiguous(), *args[1:])
+
+    def check_on_crop(self, unchecked: list[str], routes: dict[str, Route], args: tuple[Any, ...],
+                      kwargs: dict[str, Any], tensor_of: Callable[[Any], Any]) -> None:
+        """Measure each unchecked route's error against the reference on a crop of this call's inputs. A route
+        that cannot run the crop stays unchecked: the policy then checks it beside the reference on the call."""
+        cropped = self.crop(args)
+        if cropped is None:
+            return
+        policy: RoutePolicy = self.policy
+        reference = tensor_of(routes[REFERENCE].run(*cropped, **kwargs))
+        for name in unchecked:
+            try:
+                output = tensor_of(routes[name].run(*cropped, **kwargs))
+            except Exception as exc:  # e.g. an export with static shapes
+                log.info("auto: %s %s cannot run a %d² crop (%s); checking it on a full call", self.component,
+                         name, CHECK_CROP, exc)
+                continue
+            error = relative_error(output, reference)
+            policy.store.set_error(policy.accuracy_key(self.component), name, error)
+            log.info("auto: %s %s relative error %.4f against PyTorch fp32 on a %d² crop (%s)", self.component, name,
+                     error, CHECK_CROP, "kept" if error <= ROUTE_TOLERANCE else "dropped")
+        policy.store.save()
 
 
 class AdaptiveUNet(AdaptiveComponent):

@@ -15,7 +15,15 @@ import pytest
 import torch
 
 from modules.backends import auto
-from modules.backends.adaptive import REFERENCE, ROUTE_TOLERANCE, AdaptiveUNet, CalibrationStore, RoutePolicy
+from modules.backends.adaptive import (
+    CHECK_CROP,
+    REFERENCE,
+    ROUTE_TOLERANCE,
+    AdaptiveUNet,
+    AdaptiveVae,
+    CalibrationStore,
+    RoutePolicy,
+)
 from modules.backends.auto import CpuFeatures, plan_cpu_routes
 from modules.backends.base import ComponentWrapper
 from modules.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -102,6 +110,8 @@ def test_plan_names_the_routes_per_cpu() -> None:
 
 
 def test_policy_times_every_new_route_checks_it_once_and_then_runs_the_fastest(tmp_path: Path) -> None:
+    """An unchecked route (one the crop check could not run) is checked beside the reference on the call; checked
+    routes are timed one per call, on calls the job needs anyway; then the fastest runs alone."""
     store = CalibrationStore(tmp_path / "calibration.json")
     policy = RoutePolicy(store, "model")
     ready = [REFERENCE, "torch:bf16"]
@@ -125,7 +135,9 @@ def test_policy_times_every_new_route_checks_it_once_and_then_runs_the_fastest(t
     reloaded = RoutePolicy(CalibrationStore(tmp_path / "calibration.json"), "model")
     assert reloaded.decide("unet", "s", ready).run == ["torch:bf16"]  # measurements survive a restart
     other = reloaded.decide("unet", "other-shape", ready)
-    assert other.calibrating and other.run == [REFERENCE, "torch:bf16"]  # a new shape is timed again
+    assert other.calibrating and other.run == [REFERENCE]  # a new shape is timed again, one route per call
+    reloaded.store.add_time("model|unet|other-shape", REFERENCE, 4.0)
+    assert reloaded.decide("unet", "other-shape", ready).run == ["torch:bf16"]
 
 
 def test_a_route_judged_by_its_cold_first_call_is_timed_again(tmp_path: Path) -> None:
@@ -258,6 +270,49 @@ def test_bf16_route_is_checked_against_fp32_on_the_same_inputs(tiny_models_dir: 
             out = unet(sample, 10, states, **residuals).sample
             expected = unet.original(sample, 10, states, **residuals).sample
         assert unet.last_route == REFERENCE and torch.equal(out, expected)  # ControlNet inputs: the fp32 original
+    finally:
+        record.remove(loaded.pipe)
+
+
+def test_a_new_route_is_checked_on_a_crop_and_no_full_size_call_runs_twice(tiny_models_dir: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first job on a fresh install: the bf16 copy is checked against fp32 on a 16² corner of the first call's
+    latents (UNet and VAE), and every full-size call then runs one route, so the job computes what plain diffusers
+    computes plus two small crops, instead of an extra full UNet step and VAE decode per new route."""
+    monkeypatch.setattr(auto, "AUTO_MIN_UNET_PARAMS", 0)
+    monkeypatch.setattr("modules.backends.setup.installed_backends", lambda: set())
+    monkeypatch.setattr("modules.backends.setup.probe_cpu", lambda: BF16)
+    data = tmp_path / "data"
+    services = _services(tiny_models_dir, data, precision="autocast")
+    setup = install(services)
+    loaded = services.manager.ensure_loaded("tiny-sd")
+    record = setup.applied[loaded.pipe]
+    try:
+        unet, vae = loaded.pipe.unet, loaded.pipe.vae
+        assert isinstance(unet, AdaptiveUNet) and isinstance(vae, AdaptiveVae)
+        calls: list[tuple[str, str, tuple[int, ...]]] = []
+        for component, wrapper in (("unet", unet), ("vae", vae)):
+            for name, route in wrapper.routes.items():
+                def recorded(*args: Any, _run: Any = route.run, _name: str = name, _component: str = component,
+                             **kwargs: Any) -> Any:
+                    calls.append((_component, _name, tuple(args[0].shape)))
+                    return _run(*args, **kwargs)
+
+                route.run = recorded
+        params = Txt2ImgParams(prompt="a red circle", steps=3, width=256, height=256, seed=5, sampler_name="Euler")
+        services.generation.processor.process(ProcessingRun(params, services.settings.options))
+        crop = (CHECK_CROP, CHECK_CROP)
+        for component in ("unet", "vae"):
+            mine = [(name, shape) for owner, name, shape in calls if owner == component]
+            checks = [(name, shape) for name, shape in mine if shape[-2:] == crop]
+            assert sorted(name for name, _ in checks) == sorted([REFERENCE, "torch:bf16"]), mine
+            assert mine[:2] == checks, "the crop check comes before the first full-size call"
+            full = [shape for _, shape in mine if shape[-2:] != crop]
+            assert len(full) == {"unet": 3, "vae": 1}[component], "each full-size call ran one route"
+            assert all(shape[-1] > CHECK_CROP for shape in full)
+        errors = json.loads((data / "cache" / "calibration.json").read_text())["errors"]
+        assert {key.rsplit("|", 1)[1] for key in errors} == {"unet", "vae"}
+        assert all(set(value) == {"torch:bf16"} for value in errors.values())
     finally:
         record.remove(loaded.pipe)
 
