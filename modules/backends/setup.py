@@ -248,7 +248,7 @@ class ExecutionSetup:
 
     def prepare_backend(self, loaded: Any, choice: AutoChoice, record: AppliedExecution) -> None:
         options = self.options
-        if choice.backend == "torch" and options.torch_compile == "off":
+        if choice.backend == "torch" and options.torch_compile == "off" and not _casts_unet(loaded, choice.precision):
             if options.backend == "auto":
                 log.info("backend auto: torch (%s)", choice.reason)
             return  # plain diffusers PyTorch: nothing to wrap
@@ -258,7 +258,7 @@ class ExecutionSetup:
             if options.openvino_weight_compression != "none":
                 kwargs["weight_compression"] = options.openvino_weight_compression
         if choice.backend == "torch":
-            kwargs["compile_mode"] = options.torch_compile
+            kwargs["compile_mode"] = None if options.torch_compile == "off" else options.torch_compile
         backend = get_backend(choice.backend)
         started = time.perf_counter()
         try:
@@ -300,6 +300,18 @@ class ExecutionSetup:
         record = self.applied.get(pipe)
         if record is not None and record.quantization is not None and record.quantization.sizes:
             run.extra_generation_params["Quantization"] = record.quantization.method
+
+
+def _casts_unet(loaded: Any, precision: str) -> bool:
+    """An explicit execution precision (option or launch flag) other than the UNet's loaded dtype: the torch
+    backend then runs a converted copy (``auto`` leaves the loaded dtype to the device's choice)."""
+    from modules.backends.torch_backend import resolve_torch_dtype
+
+    unet = getattr(loaded.pipe, "unet", None)
+    dtype, device = getattr(unet, "dtype", None), getattr(unet, "device", None)
+    if precision == "auto" or not isinstance(dtype, torch.dtype) or not isinstance(device, torch.device):
+        return False
+    return resolve_torch_dtype(precision, device, dtype) != dtype
 
 
 class BackendUsed:

@@ -160,3 +160,33 @@ def test_auto_routes_a_large_unet_and_falls_back_to_torch_per_call(
     finally:
         record.remove(loaded.pipe)
     assert not isinstance(loaded.pipe.unet, ComponentWrapper)
+
+
+def test_an_explicit_torch_precision_runs_the_unet_in_it(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """``backend: torch`` with ``execution_precision: bf16`` on an fp32 model runs a bf16 copy of the UNet (the
+    picture moves by bf16 rounding, not more); ``fp32``, the loaded dtype, leaves the UNet untouched."""
+    import numpy as np
+
+    def image(services: Any) -> np.ndarray:
+        params = Txt2ImgParams(prompt="a red circle", steps=2, width=64, height=64, seed=3, sampler_name="Euler")
+        result = services.generation.processor.process(ProcessingRun(params, services.settings.options))
+        return np.asarray(result.images[0].convert("RGB")).astype(np.int16)
+
+    same = _services(tiny_models_dir, tmp_path / "fp32", Options(backend="torch", execution_precision="fp32"))
+    install(same)
+    fp32 = same.manager.ensure_loaded("tiny-sd")
+    assert not isinstance(fp32.pipe.unet, ComponentWrapper)
+    reference = image(same)
+    services = _services(tiny_models_dir, tmp_path / "bf16", Options(backend="torch", execution_precision="bf16"))
+    setup = install(services)
+    loaded = services.manager.ensure_loaded("tiny-sd")
+    try:
+        record = setup.applied[loaded.pipe]
+        assert record.errors == [] and record.backend == "torch"
+        unet = loaded.pipe.unet
+        assert isinstance(unet, ComponentWrapper) and unet.dtype == torch.float32  # the loop keeps fp32 latents
+        assert {parameter.dtype for parameter in unet._runner.parameters()} == {torch.bfloat16}
+        moved = np.abs(image(services) - reference)
+        assert moved.max() > 0 and moved.mean() < 8
+    finally:
+        record.remove(loaded.pipe)
