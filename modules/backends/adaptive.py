@@ -45,11 +45,12 @@ log = logging.getLogger(__name__)
 #: normalisation in bf16) 3.2 %; the VAE decoder 1.2 % on both (docs/BENCHMARKS.md). A route above this (a model
 #: that overflows or cancels badly in bf16) is never used for that model.
 ROUTE_TOLERANCE = 0.05
-#: A route's first timed call includes its warm-up (allocations, kernel choice, and for the first UNet call of the
-#: process the weights paged in from the model file): when it is within this factor of the best, it is timed once
-#: more before the decision, on a call the job needs anyway. Measured on SD 1.5 at 512²: the fp32 reference's first
-#: call took 24.0 s and its next 10.7 s, while the bf16 copy's first took 11.4 s; a factor of 1.25 left fp32 judged
-#: by its cold call and the job ran on the slower bf16 copy.
+#: A route's first call in a process includes its warm-up (allocations, kernel choice, the weights paged in from
+#: the model file): when its only timing was such a cold call and is within this factor of the best, it is timed
+#: once more before the decision, on a call the job needs anyway. A warm single timing is taken as it is (a retry
+#: would cost a full step, and page the fp32 weights in, for nothing). Measured on SD 1.5 at 512²: the fp32
+#: reference's first call took 24.0 s and its next 10.7 s, while the bf16 copy's first took 11.4 s; a factor of
+#: 1.25 left fp32 judged by its cold call and the job ran on the slower bf16 copy.
 RETIME_FACTOR = 2.5
 #: Timings kept per route and shape. The fastest of them decides: on a shared machine other processes only ever
 #: add time, so the minimum is the closest to what the route costs.
@@ -118,11 +119,20 @@ class CalibrationStore:
         with self.lock:
             return list(self.data["times"].get(key, {}).get(route, []))
 
-    def add_time(self, key: str, route: str, seconds: float) -> None:
+    def add_time(self, key: str, route: str, seconds: float, *, cold: bool = False) -> None:
+        """``cold``: the route's first call in its process (weights paged in from the model file, kernels chosen)."""
         with self.lock:
             values = self.data["times"].setdefault(key, {}).setdefault(route, [])
             values.append(round(seconds, 5))
             del values[:-KEEP_TIMES]
+            marks = self.data.setdefault("cold", {}).setdefault(key, [])
+            if cold and route not in marks:
+                marks.append(route)
+
+    def cold(self, key: str, route: str) -> bool:
+        """Whether one of ``route``'s timings at ``key`` was its first call in a process."""
+        with self.lock:
+            return route in self.data.get("cold", {}).get(key, [])
 
     def error(self, key: str, route: str) -> float | None:
         with self.lock:
@@ -197,9 +207,10 @@ class RoutePolicy:
         best = self.best(component, shape_key, ready)
         if best is not None:
             best_time = self.route_time(component, shape_key, best) or 0.0
-            for name in usable:  # a close second timed only once (its warm-up) gets one more try
+            for name in usable:  # a close second timed once, on a cold first call, gets one more try
                 values = self.store.times(key, name)
-                if name != best and len(values) == 1 and values[0] <= RETIME_FACTOR * best_time:
+                if (name != best and len(values) == 1 and values[0] <= RETIME_FACTOR * best_time
+                        and self.store.cold(key, name)):
                     untimed.append(name)
         if unchecked:  # not checked on a crop (see AdaptiveComponent.check_on_crop): beside the reference here
             run = [REFERENCE, *[name for name in unchecked + untimed if name != REFERENCE]]
@@ -229,6 +240,7 @@ class AdaptiveComponent(ComponentWrapper):
         # the runtime's shape-specific preparation (OpenVINO's dynamic-shape compile: 20x a 64² step), so it is
         # not counted as a measurement
         object.__setattr__(self, "warmed", set())
+        object.__setattr__(self, "called", set())  # routes called in this process (their weights are paged in)
 
     def add_route(self, route: Route) -> None:
         with object.__getattribute__(self, "_lock"):
@@ -275,8 +287,10 @@ class AdaptiveComponent(ComponentWrapper):
             elapsed = time.perf_counter() - started
             warm_up = routes[name].graph and (name, shape_key) not in self.warmed
             self.warmed.add((name, shape_key))
+            cold = name not in self.called
+            self.called.add(name)
             if forced is None and not warm_up:
-                policy.store.add_time(policy.time_key(self.component, shape_key), name, elapsed)
+                policy.store.add_time(policy.time_key(self.component, shape_key), name, elapsed, cold=cold)
         if decision.calibrating:
             accuracy_key = policy.accuracy_key(self.component)
             reference = outputs.get(REFERENCE)
@@ -314,9 +328,11 @@ class AdaptiveComponent(ComponentWrapper):
             return
         policy: RoutePolicy = self.policy
         reference = tensor_of(routes[REFERENCE].run(*cropped, **kwargs))
+        self.called.add(REFERENCE)
         for name in unchecked:
             try:
                 output = tensor_of(routes[name].run(*cropped, **kwargs))
+                self.called.add(name)
             except Exception as exc:  # e.g. an export with static shapes
                 log.info("auto: %s %s cannot run a %d² crop (%s); checking it on a full call", self.component,
                          name, CHECK_CROP, exc)

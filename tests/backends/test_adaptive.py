@@ -142,13 +142,14 @@ def test_policy_times_every_new_route_checks_it_once_and_then_runs_the_fastest(t
 
 def test_a_route_judged_by_its_cold_first_call_is_timed_again(tmp_path: Path) -> None:
     """The fp32 reference's first call of a process pages the weights in (SD 1.5, 512²: 24.0 s, then 10.7 s): it is
-    timed once more before the bf16 copy (11.4 s) wins, and the route that then loses is retried once as well."""
+    timed once more before the bf16 copy (11.4 s) wins, and the route that then loses is retried once as well
+    (its one timing was cold too). A warm single timing is not retried."""
     store = CalibrationStore(tmp_path / "calibration.json")
     policy = RoutePolicy(store, "model")
     ready = [REFERENCE, "torch:bf16"]
     store.set_error("model|unet", "torch:bf16", 0.01)
-    store.add_time("model|unet|s", REFERENCE, 24.0)
-    store.add_time("model|unet|s", "torch:bf16", 11.4)
+    store.add_time("model|unet|s", REFERENCE, 24.0, cold=True)
+    store.add_time("model|unet|s", "torch:bf16", 11.4, cold=True)
     again = policy.decide("unet", "s", ready)
     assert again.run == [REFERENCE] and again.returned == REFERENCE  # one call, the job's own next step
     store.add_time("model|unet|s", REFERENCE, 10.7)
@@ -161,6 +162,16 @@ def test_a_route_judged_by_its_cold_first_call_is_timed_again(tmp_path: Path) ->
     store.add_time("model|unet|s", "openvino:bf16", 900.0)
     store.set_error("model|unet", "openvino:bf16", 0.01)
     assert policy.decide("unet", "s", [*ready, "openvino:bf16"]).run == [REFERENCE]
+    # a single timing taken warm (the route had already run in its process) is final: after a restart the fp32
+    # reference, warm-timed at 10.7 s, is not run again beside an export timed at 4.43 s
+    store.set_error("model|unet", "openvino:bf16", 0.008)
+    store.add_time("model|unet|t", REFERENCE, 10.7)
+    store.add_time("model|unet|t", "torch:bf16", 11.4, cold=True)
+    store.add_time("model|unet|t", "openvino:bf16", 4.43)
+    store.save()
+    restarted = RoutePolicy(CalibrationStore(tmp_path / "calibration.json"), "model")
+    assert restarted.decide("unet", "t", [*ready, "openvino:bf16"]).run == ["openvino:bf16"]
+    assert restarted.store.cold("model|unet|t", "torch:bf16") and not restarted.store.cold("model|unet|t", REFERENCE)
 
 
 def test_calibration_picks_the_fastest_measured_route_and_the_export_joins_in_the_background(
