@@ -216,6 +216,9 @@ class RoutePolicy:
             run = [REFERENCE, *[name for name in unchecked + untimed if name != REFERENCE]]
             return Decision(list(dict.fromkeys(run)), REFERENCE, True)
         if untimed:  # one route a call: the call the job needs anyway is the measurement
+            # the likely fastest first: an exported graph, then a converted copy, then the fp32 reference (a VAE
+            # decodes once per job, so the first job's decode runs on the first of these)
+            untimed.sort(key=lambda name: (name.startswith("torch:"), name == REFERENCE))
             return Decision([untimed[0]], untimed[0], True)
         assert best is not None, "a ready route is always usable: torch:fp32 is"
         return Decision([best], best, False)
