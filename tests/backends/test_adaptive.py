@@ -22,7 +22,9 @@ from modules.backends.adaptive import (
     AdaptiveUNet,
     AdaptiveVae,
     CalibrationStore,
+    Route,
     RoutePolicy,
+    torch_unet_route,
 )
 from modules.backends.auto import CpuFeatures, plan_cpu_routes
 from modules.backends.base import ComponentWrapper
@@ -327,6 +329,48 @@ def test_a_new_route_is_checked_on_a_crop_and_no_full_size_call_runs_twice(tiny_
         assert all(set(value) == {"torch:bf16"} for value in errors.values())
     finally:
         record.remove(loaded.pipe)
+
+
+@pytest.mark.parametrize("export_error", [0.0, 0.5])
+def test_a_checked_export_releases_the_bf16_bridge(tiny_models_dir: Path, tmp_path: Path,
+                                                   export_error: float) -> None:
+    """The bf16 copy bridges until the export joins; once the export has passed its check (on a crop of the next
+    call), the copy is dropped and its memory with it. An export outside the tolerance leaves the copy in place.
+    The stand-in export is the fp32 UNet itself, scaled to give the wanted error."""
+    import gc
+    import weakref
+
+    from diffusers import UNet2DConditionModel
+
+    original = UNet2DConditionModel.from_pretrained(str(tiny_models_dir / "Stable-diffusion" / "tiny-sd" / "unet"))
+    store = CalibrationStore(tmp_path / "calibration.json")
+    bridge = torch_unet_route(original, torch.bfloat16)
+    unet = AdaptiveUNet(original, RoutePolicy(store, "model"), [torch_unet_route(original, torch.float32), bridge])
+    copy_ref = weakref.ref(next(cell.cell_contents for cell in bridge.run.__closure__ or ()
+                                if isinstance(cell.cell_contents, torch.nn.Module)))  # the bf16 copy it holds
+    del bridge
+    sample, states = torch.randn(2, 4, 32, 32), torch.randn(2, 77, 32)
+    with torch.no_grad():
+        unet(sample, 10, states)  # bf16 checked on the crop, then timed
+        scale = 1.0 + export_error
+
+        def exported(sample: torch.Tensor, timestep: Any, states: torch.Tensor, **kwargs: Any) -> Any:
+            out = original(sample, timestep, states, return_dict=False)[0]
+            return (out * scale,)
+
+        unet.add_route(Route("openvino:bf16", exported, graph=True))
+        assert "torch:bf16" in unet.routes, "not released before the export is checked"
+        unet(sample, 10, states)  # the export's crop check
+    gc.collect()
+    if export_error <= ROUTE_TOLERANCE:
+        assert set(unet.routes) == {REFERENCE, "openvino:bf16"} and copy_ref() is None
+    else:
+        assert set(unet.routes) == {REFERENCE, "torch:bf16", "openvino:bf16"} and copy_ref() is not None
+    # a restart: the export's check is on record, so the copy goes as soon as the export joins
+    again = AdaptiveUNet(original, RoutePolicy(CalibrationStore(tmp_path / "calibration.json"), "model"),
+                         [torch_unet_route(original, torch.float32), torch_unet_route(original, torch.bfloat16)])
+    again.add_route(Route("openvino:bf16", exported, graph=True))
+    assert ("torch:bf16" in again.routes) is (export_error > ROUTE_TOLERANCE)
 
 
 def test_job_progress_text_carries_the_status_sources() -> None:
