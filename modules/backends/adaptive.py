@@ -4,7 +4,8 @@ A path (:class:`Route`) is one way of running a component: ``torch:fp32`` (the l
 there), ``torch:bf16`` (a bf16 copy, made at load on CPUs with native bf16: no export, usable at once) and the
 exported runtimes (``openvino:bf16`` on native-bf16 CPUs, ``onnxruntime:fp32`` / ``openvino:fp32`` elsewhere),
 which a background thread (:class:`BackgroundExport`) exports, or reads from the disk cache, while jobs run. A
-route joins when it is ready; nothing waits for it.
+route joins when it is ready; nothing waits for it. The bf16 copies bridge until then: once an exported route has
+joined and passed its accuracy check they are released (:meth:`AdaptiveComponent.release_bridges`).
 
 Calibration happens on the jobs' own calls, per input shape, one route per call: a call at a shape where a usable
 route has no measurement yet runs on that route alone and is timed (its output is the step's output), so timing
