@@ -331,7 +331,6 @@ class AdaptiveComponent(ComponentWrapper):
             self.release_bridges()
         return outputs[decision.returned]
 
-
     def crop(self, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """``args`` with the latents cut to their top-left ``CHECK_CROP`` square; None where they are no larger."""
         latents = args[0]

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -642,21 +641,13 @@ class PromptEncoder:
         return torch.stack(rows)
 
 
-_COMMA_IDS: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
-
-
 def _comma_id(tokenizer: Any) -> int | None:
-    """The id of ``,</w>`` in ``tokenizer``'s vocabulary, looked up once per tokenizer: building the vocabulary
-    dict costs tens of milliseconds for CLIP's 49 408 tokens, paid on every prompt otherwise."""
-    try:
-        return _COMMA_IDS[tokenizer]
-    except (KeyError, TypeError):  # TypeError: an object that cannot be weakly referenced is looked up each time
-        pass
-    comma = tokenizer.get_vocab().get(",</w>")
-    try:
-        _COMMA_IDS[tokenizer] = comma
-    except TypeError:
-        pass
+    """The id of ``,</w>`` in ``tokenizer``'s vocabulary, or None where it has none. A single-token lookup:
+    ``get_vocab()`` builds a dict of CLIP's 49 408 tokens (tens of milliseconds), which cost every prompt that."""
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    if not isinstance(comma, int) or (comma == getattr(tokenizer, "unk_token_id", None)
+                                      and getattr(tokenizer, "unk_token", None) != ",</w>"):
+        return None
     return comma
 
 
